@@ -1,0 +1,244 @@
+// Package acpi builds the minimal ACPI tables a Linux guest needs to power
+// itself off cleanly: an RSDP, an XSDT, a hardware-reduced FADT whose sleep
+// control register is an I/O port the VMM watches, a DSDT holding only the
+// \_S5 sleep package, and a MADT describing the vCPUs' local APICs and the
+// I/O APIC. With these, `poweroff` in the guest ends in a write of
+// SLP_TYP(5)|SLP_EN to SleepControlPort instead of a panic or a reset, so the
+// VMM can tell a poweroff from a reboot (which stays on the i8042 reset line,
+// reboot=k).
+//
+// The layout follows the ACPI 6.x specification; hardware-reduced mode means
+// no PM timer, no GPEs and no SCI, so the tables stay small and the guest's
+// ACPI interpreter (slow under nested virtualization) has almost nothing to
+// run.
+package acpi
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"vsh/hypervisor/memory"
+)
+
+// SleepControlPort is the I/O port of the FADT's sleep control register.
+// The guest writes (SLP_TYP << 2) | SLP_EN there to enter a sleep state;
+// S5 (soft off) is the only state the DSDT offers.
+const SleepControlPort = 0x608
+
+// SleepStatusPort is the I/O port of the FADT's sleep status register.
+const SleepStatusPort = 0x609
+
+// Sleep control register bits (ACPI 6.4 §4.8.3.7).
+const (
+	SleepTypeShift = 2
+	SleepTypeMask  = 0x1c
+	SleepEnable    = 0x20
+	// SleepTypeS5 is the SLP_TYP value the DSDT's \_S5 package gives.
+	SleepTypeS5 = 5
+)
+
+// IsPowerOff reports whether a byte written to SleepControlPort asks for S5.
+func IsPowerOff(v byte) bool {
+	return v&SleepEnable != 0 && (v&SleepTypeMask)>>SleepTypeShift == SleepTypeS5
+}
+
+// Fixed addresses: the RSDP must sit in the BIOS area 0xe0000-0xfffff where
+// Linux scans for it (it also gets the address in boot_params); the other
+// tables follow it.
+const (
+	RSDPAddr = 0xe0000
+	tableEnd = 0x100000
+)
+
+// IOAPICAddr and LocalAPICAddr are the standard x86 interrupt controller
+// addresses, also used by KVM's in-kernel irqchip.
+const (
+	IOAPICAddr    = 0xfec00000
+	LocalAPICAddr = 0xfee00000
+)
+
+// Config describes what the tables announce.
+type Config struct {
+	// APICIDs lists the local APIC id of each vCPU, in vCPU order.
+	APICIDs []uint8
+	// IOAPICID is the I/O APIC's id; conventionally the vCPU count.
+	IOAPICID uint8
+}
+
+const (
+	headerLen = 36
+	oemID     = "VSH   "
+	oemTable  = "VSHVM   "
+	creatorID = "VSH "
+)
+
+// header writes a standard ACPI table header into b (len(b) is the table
+// length); the checksum is filled in by finish.
+func header(b []byte, sig string, revision byte) {
+	copy(b[0:4], sig)
+	binary.LittleEndian.PutUint32(b[4:8], uint32(len(b)))
+	b[8] = revision
+	copy(b[10:16], oemID)
+	copy(b[16:24], oemTable)
+	binary.LittleEndian.PutUint32(b[24:28], 1) // OEM revision
+	copy(b[28:32], creatorID)
+	binary.LittleEndian.PutUint32(b[32:36], 1) // creator revision
+}
+
+// checksum sets b[at] so that all bytes of b sum to zero.
+func checksum(b []byte, at int) {
+	b[at] = 0
+	var sum byte
+	for _, c := range b {
+		sum += c
+	}
+	b[at] = -sum
+}
+
+// gas writes a Generic Address Structure for a byte-wide I/O port.
+func gasIOPort(b []byte, port uint16) {
+	b[0] = 1 // SystemIO
+	b[1] = 8 // register bit width
+	b[2] = 0 // bit offset
+	b[3] = 1 // access size: byte
+	binary.LittleEndian.PutUint64(b[4:12], uint64(port))
+}
+
+// dsdtAML is `Name (_S5, Package (4) { 5, 0, 0, 0 })`: NameOp, the name,
+// PackageOp, PkgLength 7, NumElements 4, BytePrefix 5, then three ZeroOps.
+var dsdtAML = []byte{0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, SleepTypeS5, 0x00, 0x00, 0x00}
+
+// DSDT returns the Differentiated System Description Table.
+func DSDT() []byte {
+	b := make([]byte, headerLen+len(dsdtAML))
+	header(b, "DSDT", 2)
+	copy(b[headerLen:], dsdtAML)
+	checksum(b, 9)
+	return b
+}
+
+// FADT returns a hardware-reduced Fixed ACPI Description Table (revision 6,
+// 276 bytes) pointing at the DSDT.
+func FADT(dsdtAddr uint64) []byte {
+	b := make([]byte, 276)
+	header(b, "FACP", 6)
+	binary.LittleEndian.PutUint32(b[40:44], uint32(dsdtAddr))
+	// IAPC_BOOT_ARCH: legacy devices and an 8042 are present (Linux skips
+	// probing the i8042 otherwise), no VGA, no MSI, no CMOS RTC problems.
+	binary.LittleEndian.PutUint16(b[109:111], 1<<0|1<<1|1<<2)
+	const (
+		flagWBINVD    = 1 << 0
+		flagPwrButton = 1 << 4 // power button is a control method (none here)
+		flagSlpButton = 1 << 5
+		flagHWReduced = 1 << 20
+	)
+	binary.LittleEndian.PutUint32(b[112:116], flagWBINVD|flagPwrButton|flagSlpButton|flagHWReduced)
+	b[131] = 4 // FADT minor version (ACPI 6.4)
+	binary.LittleEndian.PutUint64(b[140:148], dsdtAddr)
+	gasIOPort(b[244:256], SleepControlPort)
+	gasIOPort(b[256:268], SleepStatusPort)
+	copy(b[268:276], "VSH/KVM ") // hypervisor vendor identity
+	checksum(b, 9)
+	return b
+}
+
+// MADT returns the Multiple APIC Description Table.
+func MADT(cfg Config) []byte {
+	n := headerLen + 8 + 8*len(cfg.APICIDs) + 12 + 10 + 10 + 6
+	b := make([]byte, n)
+	header(b, "APIC", 5)
+	binary.LittleEndian.PutUint32(b[36:40], LocalAPICAddr)
+	binary.LittleEndian.PutUint32(b[40:44], 1) // PCAT_COMPAT: dual 8259 present
+	off := 44
+	for i, id := range cfg.APICIDs {
+		e := b[off : off+8]
+		e[0], e[1] = 0, 8 // processor local APIC
+		e[2] = byte(i)    // ACPI processor UID
+		e[3] = id
+		binary.LittleEndian.PutUint32(e[4:8], 1) // enabled
+		off += 8
+	}
+	e := b[off : off+12]
+	e[0], e[1], e[2] = 1, 12, cfg.IOAPICID // I/O APIC
+	binary.LittleEndian.PutUint32(e[4:8], IOAPICAddr)
+	binary.LittleEndian.PutUint32(e[8:12], 0) // GSI base
+	off += 12
+	// ISA IRQ 0 (the PIT) is wired to I/O APIC pin 2, as on every PC and in
+	// KVM's irqchip; IRQ 9 is level-triggered, active high (SCI convention).
+	for _, o := range []struct {
+		src   byte
+		gsi   uint32
+		flags uint16
+	}{{0, 2, 0}, {9, 9, 0xd}} {
+		e := b[off : off+10]
+		e[0], e[1], e[2], e[3] = 2, 10, 0, o.src
+		binary.LittleEndian.PutUint32(e[4:8], o.gsi)
+		binary.LittleEndian.PutUint16(e[8:10], o.flags)
+		off += 10
+	}
+	e = b[off : off+6]
+	e[0], e[1], e[2] = 4, 6, 0xff // local APIC NMI on LINT1 of all processors
+	binary.LittleEndian.PutUint16(e[3:5], 0)
+	e[5] = 1
+	checksum(b, 9)
+	return b
+}
+
+// XSDT returns the Extended System Description Table listing the given
+// table addresses.
+func XSDT(tables ...uint64) []byte {
+	b := make([]byte, headerLen+8*len(tables))
+	header(b, "XSDT", 1)
+	for i, t := range tables {
+		binary.LittleEndian.PutUint64(b[headerLen+8*i:], t)
+	}
+	checksum(b, 9)
+	return b
+}
+
+// RSDP returns the 36-byte ACPI 2.0+ Root System Description Pointer.
+func RSDP(xsdtAddr uint64) []byte {
+	b := make([]byte, 36)
+	copy(b[0:8], "RSD PTR ")
+	copy(b[9:15], oemID)
+	b[15] = 2 // revision: ACPI 2.0+
+	binary.LittleEndian.PutUint32(b[20:24], 36)
+	binary.LittleEndian.PutUint64(b[24:32], xsdtAddr)
+	checksum(b[:20], 8)
+	checksum(b, 32)
+	return b
+}
+
+// Write lays the tables out in guest memory from RSDPAddr and returns the
+// RSDP's address (for boot_params.acpi_rsdp_addr).
+func Write(mem *memory.Guest, cfg Config) (uint64, error) {
+	if len(cfg.APICIDs) == 0 {
+		return 0, fmt.Errorf("write ACPI tables: no vCPUs")
+	}
+	align := func(a uint64) uint64 { return (a + 15) &^ 15 }
+	addr := uint64(RSDPAddr) + 64 // room for the RSDP
+	dsdtAddr := addr
+	dsdt := DSDT()
+	addr = align(addr + uint64(len(dsdt)))
+	fadtAddr := addr
+	fadt := FADT(dsdtAddr)
+	addr = align(addr + uint64(len(fadt)))
+	madtAddr := addr
+	madt := MADT(cfg)
+	addr = align(addr + uint64(len(madt)))
+	xsdtAddr := addr
+	xsdt := XSDT(fadtAddr, madtAddr)
+	addr = align(addr + uint64(len(xsdt)))
+	if addr > tableEnd {
+		return 0, fmt.Errorf("write ACPI tables: %d vCPUs do not fit below 1 MiB", len(cfg.APICIDs))
+	}
+	for _, t := range []struct {
+		at uint64
+		b  []byte
+	}{{RSDPAddr, RSDP(xsdtAddr)}, {dsdtAddr, dsdt}, {fadtAddr, fadt}, {madtAddr, madt}, {xsdtAddr, xsdt}} {
+		if err := mem.WriteAt(t.b, t.at); err != nil {
+			return 0, fmt.Errorf("write ACPI tables: %w", err)
+		}
+	}
+	return RSDPAddr, nil
+}
