@@ -12,6 +12,7 @@ package driver
 
 import (
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -227,6 +228,9 @@ type DomainInfo struct {
 	// SecurityModel and SecurityDOI are printed by dominfo; "" hides them.
 	SecurityModel string `json:"security_model,omitempty"`
 	SecurityDOI   string `json:"security_doi,omitempty"`
+	// SecurityLabel is dominfo's "Security label" line of a running
+	// domain ("libvirt-test (enforcing)"); "" hides it.
+	SecurityLabel string `json:"security_label,omitempty"`
 }
 
 // Active reports whether the domain is running (has an ID).
@@ -285,6 +289,16 @@ type Domains interface {
 	SetMaxMemory(name string, kib uint64, scope ModifyScope) error
 	SetVCPUs(name string, count int, maximum bool, scope ModifyScope) error
 	VCPUCount(name string) (VCPUCount, error)
+}
+
+// ConsoleOpener is implemented by connections whose domains have a
+// console (virsh console). It is optional: the shell checks for it with a
+// type assertion.
+type ConsoleOpener interface {
+	// Console attaches to the console of a running domain; devname picks
+	// a console or serial device ("" for the first), force steals a
+	// session another client holds.
+	Console(name string, devname string, force bool) (io.ReadWriteCloser, error)
 }
 
 // NetworkInfo is what net-list and net-info print.
