@@ -141,20 +141,20 @@ type Devices struct {
 
 // Disk is <devices><disk>.
 type Disk struct {
-	Type, Device                                   string // file, block, volume, network; disk, cdrom, ...
+	Type, Device                                    string // file, block, volume, network; disk, cdrom, ...
 	SourceFile, SourceDev, SourcePool, SourceVolume string
-	DriverName, DriverType, Cache, Discard         string
-	TargetDev, TargetBus                           string
-	ReadOnly                                       bool
-	Serial                                         string
+	DriverName, DriverType, Cache, Discard          string
+	TargetDev, TargetBus                            string
+	ReadOnly                                        bool
+	Serial                                          string
 }
 
 // Interface is <devices><interface>.
 type Interface struct {
-	Type                                      string // network, bridge, ethernet, user, ...
+	Type                                        string // network, bridge, ethernet, user, ...
 	MAC, SourceNetwork, SourceBridge, TargetDev string
-	Model                                     string
-	LinkState                                 string // up, down or ""
+	Model                                       string
+	LinkState                                   string // up, down or ""
 }
 
 // Char is a <serial> or <console>.
@@ -168,11 +168,11 @@ type Char struct {
 
 // RNG is <devices><rng>.
 type RNG struct {
-	Model           string
-	BackendModel    string // random, builtin, egd
-	BackendDevice   string
-	RateBytes       int
-	RatePeriodMs    int
+	Model         string
+	BackendModel  string // random, builtin, egd
+	BackendDevice string
+	RateBytes     int
+	RatePeriodMs  int
 }
 
 // MemBalloon is <devices><memballoon>.
