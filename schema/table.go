@@ -14,6 +14,7 @@ import (
 // card is nothing (optional, at most once), ! (exactly once), * (any number)
 // or + (at least one). Children are indented two spaces under their parent
 // and may appear in any order (libvirt's content models are interleaves).
+// A line holding only "&fragment" merges the fragment into its parent.
 // A top-level line starting with '=' defines a fragment: attributes and
 // children that "&name" merges into an element; fragments may refer to
 // elements that include the same fragment, which is how recursive content
@@ -45,6 +46,12 @@ func compileTable(name, text string) (*ruleTable, error) {
 		where := fmt.Sprintf("%s rules line %d", name, n+1)
 		for len(stack) > 0 && stack[len(stack)-1].indent >= indent {
 			stack = stack[:len(stack)-1]
+		}
+		if inc, ok := strings.CutPrefix(head, "&"); ok && indent > 0 && len(stack) > 0 {
+			// "&fragment" on its own line merges into the parent.
+			parent := stack[len(stack)-1].rule
+			parent.includes = append(parent.includes, inc)
+			continue
 		}
 		var r *elemRule
 		if indent == 0 {
