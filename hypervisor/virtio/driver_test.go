@@ -16,6 +16,8 @@ import (
 const (
 	testMemBase = 0x100000
 	testMemSize = 8 << 20
+	guardSize   = 64 << 10
+	guardByte   = 0xa5
 )
 
 // countingIRQ is a bus.Interrupt that counts edges and wakes waiters.
@@ -60,6 +62,7 @@ type driverQueue struct {
 	desc, avail, used  uint64
 	availIdx, lastUsed uint16
 	freeHead           uint16
+	usedEvent          *uint16 // used_event to publish; nil: lastUsed
 }
 
 type testDriver struct {
@@ -74,14 +77,29 @@ type testDriver struct {
 
 func newTestDriver(t testing.TB, dev Device) *testDriver {
 	t.Helper()
-	ram := make([]byte, testMemSize)
+	// Guest RAM sits between two guard areas that must never change: a
+	// device that reached outside guest memory would show up here.
+	backing := make([]byte, testMemSize+2*guardSize)
+	for i := range backing {
+		backing[i] = guardByte
+	}
+	ram := backing[guardSize : guardSize+testMemSize : guardSize+testMemSize]
+	clear(ram)
 	mem, err := memory.New(memory.Region{GPA: testMemBase, Host: ram})
 	if err != nil {
 		t.Fatal(err)
 	}
 	irq := newCountingIRQ()
 	d := &testDriver{t: t, ram: ram, mem: mem, irq: irq, mmio: NewMMIO(dev, mem, irq), next: testMemBase}
-	t.Cleanup(func() { d.mmio.Close() })
+	t.Cleanup(func() {
+		d.mmio.Close()
+		for i, b := range backing {
+			if (i < guardSize || i >= guardSize+testMemSize) && b != guardByte {
+				t.Errorf("host memory outside guest RAM was modified at backing offset %d", i)
+				return
+			}
+		}
+	})
 	return d
 }
 
@@ -128,8 +146,8 @@ func (d *testDriver) negotiate(want uint64) bool {
 	offered := uint64(d.read32(RegDeviceFeatures))
 	d.write32(RegDeviceFeaturesSel, 1)
 	offered |= uint64(d.read32(RegDeviceFeatures)) << 32
-	if want&^offered != 0 && want&FeatureVersion1 != 0 {
-		want &= offered
+	if offered&FeatureVersion1 == 0 {
+		d.t.Fatalf("device does not offer VIRTIO_F_VERSION_1")
 	}
 	d.write32(RegDriverFeaturesSel, 0)
 	d.write32(RegDriverFeatures, uint32(want))
@@ -238,7 +256,11 @@ func (d *testDriver) publish(qi int, head uint16) {
 	binary.LittleEndian.PutUint16(d.bytes(q.avail+4+2*uint64(q.availIdx%q.size), 2), head)
 	q.availIdx++
 	// used_event: interrupt on every used entry.
-	store16(d.mem, q.avail+4+2*uint64(q.size), q.lastUsed)
+	ev := q.lastUsed
+	if q.usedEvent != nil {
+		ev = *q.usedEvent
+	}
+	store16(d.mem, q.avail+4+2*uint64(q.size), ev)
 	store16(d.mem, q.avail+2, q.availIdx)
 }
 
