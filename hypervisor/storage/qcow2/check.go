@@ -1,0 +1,252 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// maxCheckClusters bounds the memory Check uses (4 bytes per host cluster).
+const maxCheckClusters = 1 << 28
+
+// Report is the result of Check, in the spirit of `qemu-img check`.
+type Report struct {
+	// Corruptions counts references to clusters whose refcount is too low
+	// (or that lie outside the file, or are misaligned, or have a wrong
+	// COPIED flag); such images can lose data when written.
+	Corruptions int
+	// Leaks counts clusters with a refcount but no reference; harmless
+	// wasted space.
+	Leaks int
+	// Messages describes the first problems found (at most 50).
+	Messages []string
+	// AllocatedClusters is the number of guest clusters mapped to host
+	// clusters; TotalClusters the number of guest clusters.
+	AllocatedClusters, TotalClusters uint64
+}
+
+// OK reports whether the image has neither corruptions nor leaks.
+func (r Report) OK() bool { return r.Corruptions == 0 && r.Leaks == 0 }
+
+func (r *Report) addf(corrupt bool, format string, args ...any) {
+	if corrupt {
+		r.Corruptions++
+	} else {
+		r.Leaks++
+	}
+	if len(r.Messages) < 50 {
+		r.Messages = append(r.Messages, fmt.Sprintf(format, args...))
+	}
+}
+
+// Check walks all metadata, recomputes every cluster's refcount and
+// compares it with the stored one. It flushes pending writes first. It
+// returns an error only when the check itself cannot run.
+func (img *Image) Check() (Report, error) {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	var rep Report
+	if err := img.usable(false); err != nil {
+		return rep, err
+	}
+	if err := img.flushLocked(); err != nil {
+		return rep, err
+	}
+	if img.hdr.NbSnapshots > 0 {
+		return rep, errors.New("qcow2: checking images with internal snapshots is not supported")
+	}
+	fi, err := img.f.Stat()
+	if err != nil {
+		return rep, err
+	}
+	fileSize := uint64(fi.Size())
+	nclusters := max(alignUp(fileSize, img.clusterSize), img.nextFree) >> img.clusterBits
+	if nclusters > maxCheckClusters {
+		return rep, fmt.Errorf("qcow2: %s is too large to check (%d clusters)", img.path, nclusters)
+	}
+	refs := make([]uint32, nclusters)
+	cs := img.clusterSize
+	ref := func(off, n uint64, what string) {
+		for c := off >> img.clusterBits; c <= (off+n-1)>>img.clusterBits; c++ {
+			if c >= nclusters {
+				rep.addf(true, "%s at %#x lies beyond the end of the file", what, off)
+				return
+			}
+			refs[c]++
+		}
+	}
+	ref(0, cs, "header")
+	ref(img.hdr.RefcountTableOffset, uint64(img.hdr.RefcountTableClusters)*cs, "refcount table")
+	for i, e := range img.reftable {
+		rb := e & reftableMask
+		if rb == 0 {
+			continue
+		}
+		if rb%cs != 0 {
+			rep.addf(true, "refcount block %d at %#x is not cluster aligned", i, rb)
+			continue
+		}
+		ref(rb, cs, "refcount block")
+	}
+	if img.hdr.L1Size > 0 {
+		ref(img.hdr.L1TableOffset, uint64(img.hdr.L1Size)*8, "L1 table")
+	}
+	rep.TotalClusters = (img.hdr.Size + cs - 1) / cs
+	type copied struct{ off, entry uint64 }
+	var flagged []copied
+	for l1i, e := range img.l1 {
+		l2 := e & offsetMask
+		if l2 == 0 {
+			continue
+		}
+		if l2%cs != 0 {
+			rep.addf(true, "L2 table %d at %#x is not cluster aligned", l1i, l2)
+			continue
+		}
+		ref(l2, cs, "L2 table")
+		if l2>>img.clusterBits >= nclusters {
+			continue
+		}
+		flagged = append(flagged, copied{l2, e})
+		buf := make([]byte, cs)
+		if err := readL2(img, buf, l2); err != nil {
+			rep.addf(true, "L2 table %d: %v", l1i, err)
+			continue
+		}
+		for i := uint64(0); i < img.l2Entries; i++ {
+			le := binary.BigEndian.Uint64(buf[i*8:])
+			vc := uint64(l1i)*img.l2Entries + i
+			if le&flagCompressed != 0 {
+				x := 62 - (img.clusterBits - 8)
+				host := le & (1<<x - 1)
+				sectors := (le>>x)&(1<<(62-x)-1) + 1
+				start := host &^ 511
+				ref(start, host-start+sectors*512, "compressed cluster")
+				rep.AllocatedClusters++
+				continue
+			}
+			host := le & offsetMask
+			if host == 0 {
+				continue
+			}
+			if vc >= rep.TotalClusters {
+				rep.addf(true, "L2 entry for guest cluster %d lies past the virtual size", vc)
+			}
+			if host%cs != 0 {
+				rep.addf(true, "data cluster at %#x (guest cluster %d) is not cluster aligned", host, vc)
+				continue
+			}
+			rep.AllocatedClusters++
+			ref(host, cs, "data cluster")
+			if host>>img.clusterBits < nclusters {
+				flagged = append(flagged, copied{host, le})
+			}
+		}
+	}
+	for c := uint64(0); c < nclusters; c++ {
+		stored, err := img.refcount(c << img.clusterBits)
+		if err != nil {
+			return rep, err
+		}
+		switch want := uint64(refs[c]); {
+		case stored < want:
+			rep.addf(true, "cluster %d has refcount %d but %d references", c, stored, want)
+		case stored > want:
+			rep.addf(false, "cluster %d has refcount %d but %d references (leaked)", c, stored, want)
+		}
+	}
+	for _, f := range flagged {
+		rc, err := img.refcount(f.off)
+		if err != nil {
+			return rep, err
+		}
+		if (f.entry&flagCopied != 0) != (rc == 1) {
+			rep.addf(true, "COPIED flag of the entry for cluster %#x is wrong (refcount %d)", f.off, rc)
+		}
+	}
+	return rep, nil
+}
+
+// readL2 reads an L2 table, preferring the cached copy.
+func readL2(img *Image, buf []byte, off uint64) error {
+	if t := img.l2Cache.get(off); t != nil {
+		copy(buf, t.buf)
+		return nil
+	}
+	return readFull(img.f, buf, off, false)
+}
+
+// ChainEntry is one image in a backing chain.
+type ChainEntry struct {
+	Path, Format string
+	VirtualSize  uint64
+}
+
+// Info summarizes an image, like `qemu-img info`.
+type Info struct {
+	Path        string
+	Version     uint32
+	VirtualSize uint64
+	ClusterSize uint64
+	// ActualSize is the host space the file occupies (st_blocks * 512).
+	ActualSize uint64
+	// FileSize is the file's length.
+	FileSize uint64
+	// BackingFile is the name as stored in the header; BackingPath the
+	// resolved path; BackingFormat its format.
+	BackingFile, BackingPath, BackingFormat string
+	// Chain lists the backing chain below this image, nearest first.
+	Chain []ChainEntry
+	// Snapshots is the number of internal snapshots.
+	Snapshots uint32
+}
+
+// Info returns a summary of the image and its backing chain.
+func (img *Image) Info() (Info, error) {
+	img.mu.Lock()
+	defer img.mu.Unlock()
+	in := Info{
+		Path:          img.path,
+		Version:       img.hdr.Version,
+		VirtualSize:   img.hdr.Size,
+		ClusterSize:   img.clusterSize,
+		BackingFile:   img.hdr.BackingFile,
+		BackingPath:   img.backingPath,
+		BackingFormat: img.backingFmt,
+		Snapshots:     img.hdr.NbSnapshots,
+	}
+	fi, err := img.f.Stat()
+	if err != nil {
+		return in, err
+	}
+	in.FileSize = uint64(fi.Size())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		in.ActualSize = uint64(st.Blocks) * 512
+	}
+	for b, p, f := img.backing, img.backingPath, img.backingFmt; b != nil; {
+		in.Chain = append(in.Chain, ChainEntry{Path: p, Format: f, VirtualSize: b.Size()})
+		next, ok := b.(*Image)
+		if !ok {
+			break
+		}
+		b, p, f = next.backing, next.backingPath, next.backingFmt
+	}
+	return in, nil
+}
+
+// ReadInfo opens the image read-only and returns its Info.
+func ReadInfo(path string) (Info, error) {
+	img, err := Open(path, true)
+	if err != nil {
+		return Info{}, err
+	}
+	defer img.Close()
+	return img.Info()
+}
+
+// IsQcow2 reports whether the file at path starts with the qcow2 magic.
+func IsQcow2(path string) bool {
+	f, err := ProbeFormat(path)
+	return err == nil && f == "qcow2"
+}
