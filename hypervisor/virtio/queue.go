@@ -45,6 +45,10 @@ type Chain struct {
 	Head     uint16
 	Readable [][]byte
 	Writable [][]byte
+	// ReadableAddr and WritableAddr are the guest-physical addresses of the
+	// buffers, for devices that hand guest ranges back to the host.
+	ReadableAddr []uint64
+	WritableAddr []uint64
 }
 
 // ReadableLen is the total size of the readable buffers.
@@ -340,11 +344,13 @@ func (q *Queue) walk(head uint16) (*Chain, error) {
 		}
 		if flags&descFWrite != 0 {
 			c.Writable = append(c.Writable, buf)
+			c.WritableAddr = append(c.WritableAddr, addr)
 		} else {
 			if len(c.Writable) > 0 {
 				return nil, fmt.Errorf("descriptor %d is readable after a writable one", idx)
 			}
 			c.Readable = append(c.Readable, buf)
+			c.ReadableAddr = append(c.ReadableAddr, addr)
 		}
 		if flags&descFNext == 0 {
 			return c, nil
