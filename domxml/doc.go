@@ -322,7 +322,11 @@ func setAttr(e *etree.Element, key, value string) {
 func describe(e *etree.Element) string {
 	var b strings.Builder
 	b.WriteString("<" + e.Tag)
-	for _, k := range []string{"type", "model", "name", "mode", "dev", "offset"} {
+	keys := []string{"type", "model", "name", "mode", "dev", "offset"}
+	if e.Tag == "driver" {
+		keys = []string{"type", "cache", "name"} // the disk format first
+	}
+	for _, k := range keys {
 		if v := e.SelectAttrValue(k, ""); v != "" {
 			b.WriteString(" " + k + "='" + v + "'")
 			break

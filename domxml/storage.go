@@ -264,9 +264,7 @@ func NewVolume(name string, capacity, allocation uint64, format, path string) *V
 	if format != "" {
 		t.CreateElement("format").CreateAttr("type", format)
 	}
-	if len(t.Child) == 0 {
-		r.RemoveChild(t)
-	}
+	// An empty <target/> stays: the schema requires the element.
 	v := &Volume{src: newBuiltSource(name+".xml", schema.KindVolume, r)}
 	v.load()
 	return v
