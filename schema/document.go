@@ -140,6 +140,8 @@ type Document struct {
 	src   []byte
 	lines []int // byte offset of the start of each line
 	pos   map[*etree.Element]elemSpan
+
+	warnings ErrorList
 }
 
 // elemSpan is the byte range of an element's start tag in the source.
@@ -222,6 +224,8 @@ func (d *Document) scan() ([]elemSpan, error) {
 		return nil, fmt.Errorf("unsupported encoding %q (only UTF-8 is supported)", charset)
 	}
 	var spans []elemSpan
+	var open []string // names of the open elements
+	var openAt []int  // their start offsets
 	depth, roots := 0, 0
 	for {
 		off := int(dec.InputOffset())
@@ -233,7 +237,12 @@ func (d *Document) scan() ([]elemSpan, error) {
 			return spans, nil
 		}
 		if err != nil {
-			return nil, ErrorList{{Pos: d.errPos(dec, err), Msg: "malformed XML: " + xmlErrText(err)}}
+			msg := xmlErrText(err)
+			if msg == "unexpected EOF" && len(open) > 0 {
+				at := d.offsetPos(openAt[len(open)-1])
+				msg = fmt.Sprintf("premature end of data: element <%s> opened at line %d is not closed", open[len(open)-1], at.Line)
+			}
+			return nil, ErrorList{{Pos: d.errPos(dec, err), Msg: "malformed XML: " + msg}}
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
@@ -252,8 +261,12 @@ func (d *Document) scan() ([]elemSpan, error) {
 				}
 			}
 			spans = append(spans, elemSpan{start: off, end: int(dec.InputOffset())})
+			open = append(open, t.Name.Local)
+			openAt = append(openAt, off)
 		case xml.EndElement:
 			depth--
+			open = open[:len(open)-1]
+			openAt = openAt[:len(openAt)-1]
 		case xml.CharData:
 			if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
 				return nil, ErrorList{{Pos: d.offsetPos(off), Msg: "malformed XML: text outside the root element"}}

@@ -12,7 +12,7 @@ const domainRules = `
 =alias @name!=re([a-zA-Z0-9_\-.]+)
 =pciaddr @domain=h16 @bus=h8 @slot=pcislot @function=pcifunc @multifunction=onoff
 
-=address @type=enum(pci|drive|virtio-serial|ccid|usb|spapr-vio|ccw|isa|virtio-mmio|dimm|unassigned) &pciaddr @controller=uint @target=uint @unit=uint @port=str @slot=str @reg=str @cssid=str @ssid=str @devno=str @iobase=str @irq=str @base=hexuint
+=address @type!=enum(pci|drive|virtio-serial|ccid|usb|spapr-vio|ccw|isa|virtio-mmio|dimm|unassigned) &pciaddr @controller=uint @target=uint @unit=uint @port=str @slot=str @reg=str @cssid=str @ssid=str @devno=str @iobase=str @irq=str @base=hexuint
   zpci @uid=h16 @fid=h32
 
 # children every device may have
@@ -72,7 +72,7 @@ const domainRules = `
   source &disksource
   backingStore &backing
 
-=chardev @type=enum(dev|file|pipe|unix|tcp|udp|null|stdio|vc|pty|spicevmc|spiceport|nmdm|qemu-vdagent|dbus) @tty=str
+=chardev @type!=enum(dev|file|pipe|unix|tcp|udp|null|stdio|vc|pty|spicevmc|spiceport|nmdm|qemu-vdagent|dbus) @tty=str
   source* @mode=str @path=str @host=str @service=str @channel=str @master=str @slave=str @append=onoff @tls=yesno
     seclabel* &seclabel
     reconnect &reconnect
@@ -80,7 +80,7 @@ const domainRules = `
     mouse @mode!=enum(server|client)
   protocol @type=enum(raw|telnet|telnets|tls)
   log @file!=abspath @append=onoff
-  target @type=str @port=uint @name=str @address=ip @state=enum(connected|disconnected)
+  target @type=str @port=str @name=str @address=ip @state=enum(connected|disconnected)
     model @name!=enum(isa-serial|usb-serial|pci-serial|spapr-vty|pl011|16550a|sclpconsole|sclplmconsole|isa-debugcon)
   alias &alias
   address &address
@@ -171,7 +171,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     inituser :str
     initgroup :str
     idmap
-  clock @offset=enum(localtime|utc|timezone|variable|absolute) @adjustment=str @timezone=str @basis=enum(utc|localtime) @start=uint
+  clock @offset!=enum(localtime|utc|timezone|variable|absolute) @adjustment=str @timezone=str @basis=enum(utc|localtime) @start=uint
     timer* @name!=enum(platform|rtc|tsc|hpet|pit|kvmclock|hypervclock|armvtimer) @track=enum(boot|guest|wall|realtime) @tickpolicy=enum(delay|merge|discard|catchup) @frequency=uint @mode=enum(auto|native|emulate|paravirt|smpsafe) @present=yesno
       catchup @threshold=uint @slew=uint @limit=uint
   memory @unit=unit @dumpCore=onoff :uint
@@ -433,7 +433,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       &dev
       source @bridge=str @network=str @portgroup=str @portid=uuid @macTableManager=enum(kernel|libvirt) @dev=str @mode=str @name=str @address=str @port=str @type=str @path=str @switchid=uuid @portgroupid=str @connectionid=int
         local @address!=ipv4 @port!=port
-        address @type=enum(pci|usb) &pciaddr @bus=str @device=str
+        address @type!=enum(pci|usb) &pciaddr @bus=str @device=str
         reconnect &reconnect
         vendor @id!=str
         product @id!=str
@@ -506,7 +506,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       mouse @mode!=enum(server|client)
       filetransfer @enable!=yesno
       audio @id!=h8
-    video
+    video*
       &dev
       model @type!=enum(vga|cirrus|vmvga|xen|vbox|virtio|gop|none|bochs|ramfb|qxl) @ram=uint @vram=uint @vram64=uint @vgamem=uint @heads=uint @primary=yesno @blob=onoff
         acceleration @accel3d=yesno @accel2d=yesno @rendernode=abspath

@@ -54,8 +54,15 @@ func (r *elemRule) addChild(c *childRule) {
 
 // validator walks a document against a rule table, collecting errors.
 type validator struct {
-	d    *Document
-	errs ErrorList
+	d     *Document
+	errs  ErrorList
+	warns ErrorList
+}
+
+// warnf records something libvirt accepts but silently changes or that is
+// probably a mistake.
+func (v *validator) warnf(e *etree.Element, format string, args ...any) {
+	v.warns = append(v.warns, &Error{Pos: v.d.Pos(e), Msg: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) errorf(e *etree.Element, format string, args ...any) {
@@ -246,6 +253,11 @@ func editDistance(a, b string) int {
 	return prev[len(rb)]
 }
 
+// Warnings returns what the last Validate found that libvirt accepts but
+// changes or that is probably a mistake (currentMemory above memory, which
+// libvirt lowers; allocation above capacity; a non-contiguous netmask).
+func (d *Document) Warnings() ErrorList { return d.warnings }
+
 // Validate checks the document against libvirt's vocabulary for its kind
 // (structure and value types) and then the semantic rules libvirt's parser
 // applies. It returns every error found, sorted by position, or nil.
@@ -268,6 +280,8 @@ func (d *Document) Validate() ErrorList {
 	case KindVolume:
 		v.volumeSemantics(root)
 	}
+	v.warns.sort()
+	d.warnings = v.warns
 	if len(v.errs) == 0 {
 		return nil
 	}

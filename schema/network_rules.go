@@ -52,7 +52,7 @@ network @connections=uint32 @ipv6=yesno @trustGuestRxFilters=yesno
     dhcp
       range* @start!=ip @end!=ip
         lease &lease
-      host* @mac=mac @id=str @name=str @ip=ip
+      host* @mac=mac @id=str @name=str @ip!=ip
         lease &lease
       bootp @file!=path @server=dnsname
   route* @family=re(ipv4|ipv6) @address!=ip @netmask=ipv4 @prefix=prefix @gateway!=ip @metric=uint32

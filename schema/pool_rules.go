@@ -10,7 +10,7 @@ const poolRules = `
 =pciaddr @domain=h16 @bus=h8 @slot=pcislot @function=pcifunc @multifunction=onoff
 
 pool @type!=enum(dir|fs|netfs|logical|disk|iscsi|iscsi-direct|scsi|mpath|rbd|sheepdog|gluster|zfs|vstorage)
-  name! :objname
+  name :objname
   uuid :uuid
   capacity &sized
   allocation &sized
@@ -18,7 +18,7 @@ pool @type!=enum(dir|fs|netfs|logical|disk|iscsi|iscsi-direct|scsi|mpath|rbd|she
   features
     cow @state!=yesno
   source
-    name :str
+    name* :str
     host* @name!=str @port=port
     dir @path!=str
     device* @path!=str @part_separator=yesno
@@ -35,7 +35,7 @@ pool @type!=enum(dir|fs|netfs|logical|disk|iscsi|iscsi-direct|scsi|mpath|rbd|she
     initiator
       iqn! @name!=str
   target
-    path :absdir
+    path :abspath
     permissions
       mode :octal
       owner :re([0-9]+|-1)

@@ -57,15 +57,19 @@ func (v *validator) checkUUID(root *etree.Element) {
 // domainSemantics applies the domain parser's checks beyond structure.
 func (v *validator) domainSemantics(root *etree.Element) {
 	v.checkName(root)
+	v.checkVariants(root, domainVariants)
 	const memLimit = math.MaxInt64 // libvirt caps memory at LLONG_MAX bytes
 	mem, memOK := v.scaled(root.SelectElement("memory"), "KiB", memLimit)
 	if root.SelectElement("memory") == nil && !hasNUMAMemory(root) {
 		v.errorf(root, "memory size must be specified via <memory> or in the <numa> configuration")
 	}
+	if os := root.SelectElement("os"); os == nil || os.SelectElement("type") == nil {
+		v.errorf(root, "an os <type> must be specified")
+	}
 	if cur := root.SelectElement("currentMemory"); cur != nil {
 		c, ok := v.scaled(cur, "KiB", memLimit)
 		if ok && memOK && c > mem {
-			v.errorf(cur, "<currentMemory> (%d KiB) must not exceed <memory> (%d KiB)", c/1024, mem/1024)
+			v.warnf(cur, "<currentMemory> (%d KiB) exceeds <memory> (%d KiB); libvirt lowers it to <memory>", c/1024, mem/1024)
 		}
 	}
 	if mm := root.SelectElement("maxMemory"); mm != nil {
@@ -82,7 +86,7 @@ func (v *validator) domainSemantics(root *etree.Element) {
 			}
 			if a := vc.SelectAttr("current"); a != nil {
 				if cur, err := parseUint(a.Value); err == nil && cur > count {
-					v.attrErrorf(vc, "current", "current vcpus (%d) must not exceed the vcpu count (%d)", cur, count)
+					v.attrErrorf(vc, "current", "maximum vCPU count (%d) must not be less than current vCPU count (%d)", count, cur)
 				}
 			}
 		}
@@ -102,7 +106,7 @@ func (v *validator) domainSemantics(root *etree.Element) {
 			continue
 		}
 		if first, dup := targets[dev]; dup {
-			v.attrErrorf(t, "dev", "target dev %s is already used by the disk at %s", dev, v.d.Pos(first))
+			v.attrErrorf(t, "dev", "target '%s' duplicated: also used by the disk at line %d", dev, v.d.Pos(first).Line)
 			continue
 		}
 		targets[dev] = disk
@@ -168,7 +172,7 @@ func (v *validator) networkIP(ip *etree.Element) {
 			if addr.Is6() {
 				v.attrErrorf(ip, "netmask", "netmask is only allowed for IPv4 addresses; use prefix for %s", addrS)
 			} else if n, ok := maskBits(mask); !ok {
-				v.attrErrorf(ip, "netmask", "netmask %s is not a valid network mask (its one bits must be contiguous)", m.Value)
+				v.warnf(ip, "netmask %s is not a contiguous network mask", m.Value)
 			} else if bits < 0 {
 				bits = n
 			}
@@ -244,40 +248,13 @@ func classfulBits(a netip.Addr) int {
 // poolSemantics applies the pool parser's checks beyond structure.
 func (v *validator) poolSemantics(root *etree.Element) {
 	v.checkName(root)
-	typ := root.SelectAttrValue("type", "")
-	target := root.SelectElement("target")
-	needsTarget := map[string]bool{"dir": true, "fs": true, "netfs": true, "logical": true, "disk": true, "iscsi": true, "scsi": true, "mpath": true, "zfs": false, "vstorage": true}
-	if needsTarget[typ] {
-		if target == nil || target.SelectElement("path") == nil {
-			v.errorf(root, "storage pool of type %s needs <target><path>", typ)
-		}
-	}
-	if target != nil {
+	v.checkVariants(root, poolVariants)
+	if target := root.SelectElement("target"); target != nil {
 		if p := target.SelectElement("path"); p != nil {
 			if path := strings.TrimSpace(p.Text()); path != "" && !strings.HasPrefix(path, "/") {
 				v.errorf(p, "pool target path %q must be absolute", path)
 			}
 		}
-	}
-	source := root.SelectElement("source")
-	need := func(what string) {
-		if source == nil || source.SelectElement(what) == nil {
-			v.errorf(root, "storage pool of type %s needs <source><%s>", typ, what)
-		}
-	}
-	switch typ {
-	case "fs", "disk":
-		need("device")
-	case "netfs":
-		need("host")
-		need("dir")
-	case "iscsi":
-		need("host")
-		need("device")
-	case "scsi":
-		need("adapter")
-	case "rbd", "sheepdog", "gluster":
-		need("name")
 	}
 }
 
@@ -291,10 +268,10 @@ func (v *validator) volumeSemantics(root *etree.Element) {
 	capacity, capOK := v.scaled(capE, "bytes", 0)
 	alloc, allocOK := v.scaled(root.SelectElement("allocation"), "bytes", 0)
 	v.scaled(root.SelectElement("physical"), "bytes", 0)
-	if capE == nil && root.SelectElement("backingStore") == nil {
-		v.errorf(root, "volume needs a <capacity> (or a <backingStore> to take it from)")
+	if capE == nil {
+		v.errorf(root, "missing capacity element: a volume needs <capacity>")
 	}
 	if capOK && allocOK && alloc > capacity {
-		v.errorf(root.SelectElement("allocation"), "<allocation> (%d bytes) must not exceed <capacity> (%d bytes)", alloc, capacity)
+		v.warnf(root.SelectElement("allocation"), "<allocation> (%d bytes) exceeds <capacity> (%d bytes)", alloc, capacity)
 	}
 }

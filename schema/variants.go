@@ -1,0 +1,124 @@
+package schema
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/beevik/etree"
+)
+
+// A variant is a requirement that holds only for one value of a type
+// attribute: libvirt's schema picks the content of <interface>, <disk> and
+// friends by their type. The rule tables merge the variants' vocabulary;
+// these checks restore what each variant requires.
+type variant struct {
+	path     string   // element path from the root, e.g. "devices/interface"; "." is the root
+	attr     string   // discriminating attribute
+	values   []string // values it applies to; nil: any; "" matches an absent attribute
+	child    string   // child element the variant concerns; "": the element itself
+	optional bool     // the child may be absent; the rest applies when present
+	attrs    []string // attributes the child must carry
+	forbid   []string // attributes the child must not carry
+	kids     []string // elements the child must contain
+}
+
+var domainVariants = []variant{
+	{path: "devices/interface", attr: "type", values: []string{"network"}, child: "source", attrs: []string{"network"}},
+	{path: "devices/interface", attr: "type", values: []string{"direct", "vdpa"}, child: "source", attrs: []string{"dev"}},
+	{path: "devices/interface", attr: "type", values: []string{"bridge"}, child: "source", optional: true, attrs: []string{"bridge"}},
+	{path: "devices/interface", attr: "type", values: []string{"internal"}, child: "source", attrs: []string{"name"}},
+	{path: "devices/interface", attr: "type", values: []string{"mcast", "client", "udp"}, child: "source", attrs: []string{"address", "port"}},
+	{path: "devices/interface", attr: "type", values: []string{"server"}, child: "source", attrs: []string{"port"}},
+	{path: "devices/interface", attr: "type", values: []string{"hostdev"}, child: "source"},
+	{path: "devices/interface", attr: "type", values: []string{"vhostuser"}, child: "source", attrs: []string{"type", "path", "mode"}},
+	{path: "devices/interface", attr: "type", values: []string{"vds"}, child: "source", attrs: []string{"switchid", "portid", "portgroupid", "connectionid"}},
+	{path: "devices/disk", attr: "type", values: []string{"network"}, child: "source", attrs: []string{"protocol"}},
+	{path: "devices/disk", attr: "type", values: []string{"volume"}, child: "source", optional: true, attrs: []string{"pool", "volume"}},
+	{path: "devices/disk", attr: "type", values: []string{"dir"}, child: "source", optional: true, attrs: []string{"dir"}},
+	{path: "devices/disk", attr: "type", values: []string{"nvme"}, child: "source", attrs: []string{"type", "namespace"}},
+	{path: "devices/hostdev", attr: "type", values: []string{"pci"}, child: "source", kids: []string{"address"}},
+	{path: "devices/filesystem", attr: "type", values: []string{"template"}, child: "source", attrs: []string{"name"}},
+	{path: "devices/filesystem", attr: "type", values: []string{"ram"}, child: "source", attrs: []string{"usage"}},
+	{path: "devices/filesystem", attr: "type", values: []string{"block", "file"}, child: "source", attrs: []string{"file"}},
+	{path: "devices/interface", attr: "type", values: []string{"hostdev"}, child: "source", kids: []string{"address"}},
+	{path: "devices/disk", attr: "type", values: []string{"file", ""}, child: "source", optional: true, forbid: []string{"dev", "dir", "protocol", "pool", "volume"}},
+	{path: "devices/disk", attr: "type", values: []string{"block"}, child: "source", optional: true, forbid: []string{"file", "dir", "protocol", "pool", "volume"}},
+	{path: "devices/controller", attr: "type", values: []string{"pci"}, attrs: []string{"model"}},
+	{path: "devices/channel", child: "target", attrs: []string{"type"}},
+	{path: "devices/hostdev", attr: "type", values: []string{"usb"}, child: "source"},
+}
+
+// poolVariants is what each pool type's schema requires: the source and
+// target elements and what they contain.
+var poolVariants = []variant{
+	{path: ".", attr: "type", values: []string{"fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "rbd", "sheepdog", "gluster", "zfs", "vstorage"}, child: "source"},
+	{path: ".", attr: "type", values: []string{"dir", "fs", "netfs", "logical", "disk", "iscsi", "scsi", "mpath", "vstorage"}, child: "target"},
+	{path: ".", attr: "type", values: []string{"dir", "fs", "netfs", "disk", "iscsi", "scsi", "mpath", "zfs", "vstorage"}, child: "target", optional: true, kids: []string{"path"}},
+	{path: ".", attr: "type", values: []string{"fs", "disk", "iscsi", "iscsi-direct"}, child: "source", optional: true, kids: []string{"device"}},
+	{path: ".", attr: "type", values: []string{"fs"}, child: "source", optional: true, kids: []string{"format"}},
+	{path: ".", attr: "type", values: []string{"netfs", "iscsi", "iscsi-direct", "rbd", "gluster"}, child: "source", optional: true, kids: []string{"host"}},
+	{path: ".", attr: "type", values: []string{"netfs"}, child: "source", optional: true, kids: []string{"dir", "format"}},
+	{path: ".", attr: "type", values: []string{"scsi"}, child: "source", optional: true, kids: []string{"adapter"}},
+	{path: ".", attr: "type", values: []string{"iscsi-direct"}, child: "source", optional: true, kids: []string{"initiator"}},
+	{path: ".", attr: "type", values: []string{"rbd", "sheepdog", "gluster", "zfs", "vstorage"}, child: "source", optional: true, kids: []string{"name"}},
+	{path: ".", attr: "type", values: []string{"dir", "fs", "netfs", "disk", "iscsi", "iscsi-direct", "scsi", "mpath"}, child: "name", optional: false},
+}
+
+// checkVariants applies vs to the document rooted at root.
+func (v *validator) checkVariants(root *etree.Element, vs []variant) {
+	for _, vr := range vs {
+		elems := []*etree.Element{root}
+		if vr.path != "." {
+			elems = root.FindElements(vr.path)
+		}
+		for _, e := range elems {
+			val := e.SelectAttrValue(vr.attr, "")
+			if vr.values != nil && !contains(vr.values, val) {
+				continue
+			}
+			what := fmt.Sprintf("<%s>", e.Tag)
+			if vr.attr != "" && val != "" {
+				what = fmt.Sprintf("<%s %s='%s'>", e.Tag, vr.attr, val)
+			}
+			c := e
+			if vr.child != "" {
+				c = e.SelectElement(vr.child)
+				if c == nil {
+					if !vr.optional {
+						v.errorf(e, "%s needs a <%s> element", what, vr.child)
+					}
+					continue
+				}
+				what = fmt.Sprintf("<%s> of %s", vr.child, what)
+			}
+			var missing []string
+			for _, a := range vr.attrs {
+				if c.SelectAttr(a) == nil {
+					missing = append(missing, a)
+				}
+			}
+			if len(missing) > 0 {
+				v.errorf(c, "%s is missing attribute %s", what, strings.Join(missing, ", "))
+			}
+			for _, a := range vr.forbid {
+				if c.SelectAttr(a) != nil {
+					v.attrErrorf(c, a, "attribute %s is not allowed in %s", a, what)
+				}
+			}
+			for _, k := range vr.kids {
+				if c.SelectElement(k) == nil {
+					v.errorf(c, "%s needs a <%s> element", what, k)
+				}
+			}
+		}
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
