@@ -13,6 +13,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -383,6 +384,9 @@ func (c *Conn) LookupDomain(ref string) (driver.DomainInfo, error) {
 // definition and returns the existing domain it replaces, if any.
 // checkLive adds create's rules (the domain must not be running).
 func (h *host) checkDup(def *domxml.Domain, checkLive bool) (*domain, error) {
+	if strings.Contains(def.Name, "/") {
+		return nil, driver.Errorf(driver.ErrXML, "name %s cannot contain '/'", def.Name)
+	}
 	for _, d := range h.doms {
 		cur := d.cur()
 		if cur.UUID != def.UUID {
