@@ -99,6 +99,9 @@ func (c *converter) convert() *hypervisor.Config {
 		CurrentMemoryBytes: d.CurrentMemoryKiB * 1024,
 		VCPUs:              d.VCPU.Current,
 	}
+	if r.SelectElement("vcpu") == nil {
+		cfg.VCPUs = 1 // libvirt's default
+	}
 	if cfg.CurrentMemoryBytes == cfg.MemoryBytes {
 		cfg.CurrentMemoryBytes = 0
 	}

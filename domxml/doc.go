@@ -129,6 +129,14 @@ func patchLines(orig, base, cur []byte) []byte {
 			}
 		}
 	}
+	// New lines follow the file's line endings.
+	crlf := bytes.Contains(orig, []byte("\r\n"))
+	added := func(l string) string {
+		if crlf && strings.HasSuffix(l, "\n") && !strings.HasSuffix(l, "\r\n") {
+			return l[:len(l)-1] + "\r\n"
+		}
+		return l
+	}
 	var out strings.Builder
 	for _, l := range o[:pre] {
 		out.WriteString(l)
@@ -141,7 +149,7 @@ func patchLines(orig, base, cur []byte) []byte {
 			i++
 			j++
 		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			out.WriteString(cm[j])
+			out.WriteString(added(cm[j]))
 			j++
 		default:
 			i++ // line removed

@@ -217,6 +217,12 @@ func ParseDomain(file string, data []byte, validate bool) (*Domain, error) {
 	return d, nil
 }
 
+// semanticChecker is implemented by a schema.Document that can run the
+// semantic checks alone (without the structural pass).
+type semanticChecker interface {
+	Semantics() schema.ErrorList
+}
+
 // parseKind parses data, checks the root element and optionally validates.
 func parseKind(file string, data []byte, kind schema.Kind, validate bool) (*schema.Document, error) {
 	doc, err := schema.ParseKind(file, data, kind)
@@ -225,6 +231,10 @@ func parseKind(file string, data []byte, kind schema.Kind, validate bool) (*sche
 	}
 	if validate {
 		if errs := doc.Validate(); len(errs) > 0 {
+			return nil, errs
+		}
+	} else if s, ok := any(doc).(semanticChecker); ok {
+		if errs := s.Semantics(); len(errs) > 0 {
 			return nil, errs
 		}
 	}

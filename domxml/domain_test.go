@@ -307,7 +307,9 @@ func TestEdits(t *testing.T) {
 			return d.AddInterface(Interface{Type: "bridge", MAC: "52:54:00:AA:BB:CC", SourceBridge: "br0", Model: "virtio"})
 		},
 			strings.Replace(editBase, "    </interface>\n", "    </interface>\n    <interface type='bridge'>\n      <mac address='52:54:00:aa:bb:cc'/>\n      <source bridge='br0'/>\n      <model type='virtio'/>\n    </interface>\n", 1),
-			func(d *Domain) bool { return len(d.Devices.Interfaces) == 2 && d.Devices.Interfaces[1].SourceBridge == "br0" }},
+			func(d *Domain) bool {
+				return len(d.Devices.Interfaces) == 2 && d.Devices.Interfaces[1].SourceBridge == "br0"
+			}},
 		{"RemoveInterface by MAC", func(d *Domain) error { return d.RemoveInterface("52:54:00:00:00:01") },
 			strings.Replace(editBase, "    <interface type='network'>\n      <mac address='52:54:00:00:00:01'/>\n      <source network='default'/>\n    </interface>\n", "", 1),
 			func(d *Domain) bool { return len(d.Devices.Interfaces) == 0 }},
@@ -386,6 +388,29 @@ func TestPatchKeepsUserFormatting(t *testing.T) {
 	want := strings.Replace(in, "  <memory unit=\"KiB\">1024</memory>\n", "  <memory unit=\"KiB\">1024</memory>\n  <vcpu>2</vcpu>\n", 1)
 	if got := string(d.XML()); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestPatchLineEndingsAndMultilineTags(t *testing.T) {
+	crlf := "<domain type='kvm'>\r\n  <name>a</name>\r\n  <memory>1024</memory>\r\n</domain>\r\n"
+	d := mustDomain(t, "crlf.xml", crlf)
+	d.SetVCPUs(1, 0)
+	want := "<domain type='kvm'>\r\n  <name>a</name>\r\n  <memory>1024</memory>\r\n  <vcpu>1</vcpu>\r\n</domain>\r\n"
+	if got := string(d.XML()); got != want {
+		t.Errorf("CRLF: got %q, want %q", got, want)
+	}
+
+	// A start tag spread over lines cannot be kept line by line; the
+	// document is then written by etree, complete and re-parseable.
+	multi := "<domain type='kvm'>\n  <name>a</name>\n  <memory\n     unit='KiB'>1024</memory>\n</domain>\n"
+	d = mustDomain(t, "multi.xml", multi)
+	if got := string(d.XML()); got != multi {
+		t.Errorf("unedited: got %q", got)
+	}
+	d.SetVCPUs(1, 0)
+	want = "<domain type='kvm'>\n  <name>a</name>\n  <memory unit='KiB'>1024</memory>\n  <vcpu>1</vcpu>\n</domain>\n"
+	if got := string(d.XML()); got != want {
+		t.Errorf("multi-line tag: got %q, want %q", got, want)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"vsh/schema"
 )
 
 const schemaDir = "/usr/share/libvirt/schemas"
@@ -67,6 +69,40 @@ func TestExamplesValidateWithXmllint(t *testing.T) {
 	}
 	for k, fs := range byKind {
 		xmllintFiles(t, rngOf[k], fs)
+	}
+	// vsh's own validator must accept what vsh writes, too.
+	for _, fs := range byKind {
+		for _, f := range fs {
+			if _, err := parseStrict(f, readFile(t, f)); err != nil {
+				t.Errorf("%v", err)
+			}
+		}
+	}
+}
+
+// parseStrict parses a document of any kind with validation.
+func parseStrict(file string, data []byte) (xmler, error) {
+	doc, err := schema.Parse(file, data)
+	if err != nil {
+		return nil, err
+	}
+	switch doc.Kind {
+	case schema.KindDomain:
+		return ParseDomain(file, data, true)
+	case schema.KindNetwork:
+		return ParseNetwork(file, data, true)
+	case schema.KindPool:
+		return ParsePool(file, data, true)
+	default:
+		return ParseVolume(file, data, true)
+	}
+}
+
+func TestExamplesParseStrict(t *testing.T) {
+	for _, f := range roundTripFiles(t) {
+		if _, err := parseStrict(filepath.Base(f), readFile(t, f)); err != nil {
+			t.Errorf("%v", err)
+		}
 	}
 }
 
@@ -250,5 +286,13 @@ func TestGeneratedDocumentsValidateWithXmllint(t *testing.T) {
 	}
 	for k, fs := range byKind {
 		xmllintFiles(t, rngOf[k], fs)
+	}
+	// vsh's own validator must accept what vsh writes, too.
+	for _, fs := range byKind {
+		for _, f := range fs {
+			if _, err := parseStrict(f, readFile(t, f)); err != nil {
+				t.Errorf("%v", err)
+			}
+		}
 	}
 }
