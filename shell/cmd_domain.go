@@ -522,7 +522,7 @@ func cmdDomrename(s *Shell, c *Call) error {
 		return err
 	}
 	if err := s.conn.RenameDomain(d.Name, c.Str("new-name")); err != nil {
-		return fail(err, "Failed to rename domain")
+		return fail(err, "")
 	}
 	s.extraf("Domain successfully renamed\n")
 	return nil
@@ -550,7 +550,7 @@ func scaledArg(c *Call, name, defaultUnit string) (uint64, error) {
 	return n, nil
 }
 
-func memoryCmd(s *Shell, c *Call, set func(string, uint64, driver.ModifyScope) error) error {
+func memoryCmd(s *Shell, c *Call, set func(string, uint64, driver.ModifyScope) error, failText string) error {
 	d, err := s.lookupDomain(c)
 	if err != nil {
 		return err
@@ -564,13 +564,16 @@ func memoryCmd(s *Shell, c *Call, set func(string, uint64, driver.ModifyScope) e
 		return err
 	}
 	if err := set(d.Name, bytes/1024, sc); err != nil {
-		return fail(err, "")
+		return fail(err, "%s", failText)
 	}
 	return nil
 }
 
-func cmdSetmem(s *Shell, c *Call) error    { return memoryCmd(s, c, s.conn.SetMemory) }
-func cmdSetmaxmem(s *Shell, c *Call) error { return memoryCmd(s, c, s.conn.SetMaxMemory) }
+func cmdSetmem(s *Shell, c *Call) error { return memoryCmd(s, c, s.conn.SetMemory, "") }
+
+func cmdSetmaxmem(s *Shell, c *Call) error {
+	return memoryCmd(s, c, s.conn.SetMaxMemory, "Unable to change MaxMemorySize")
+}
 
 // intArg parses a numeric option with virsh's error text.
 func intArg(c *Call, name string) (int, error) {

@@ -67,7 +67,7 @@ func cmdCapabilities(s *Shell, c *Call) error {
 	if err != nil {
 		return fail(err, "failed to get capabilities")
 	}
-	s.printf("%s\n", trimNL(caps))
+	s.printf("%s\n\n", trimNL(caps))
 	return nil
 }
 
@@ -157,27 +157,25 @@ func shellQuote(w string) string {
 func cmdEcho(s *Shell, c *Call) error {
 	var args []string
 	for _, a := range c.Argv("string") {
-		if c.Has("split") {
-			args = append(args, splitCommas(a)...)
-		} else {
-			args = append(args, a)
-		}
-	}
-	for i, a := range args {
 		if c.Has("shell") {
 			a = shellQuote(a)
 		}
 		if c.Has("xml") {
 			a = xmlEscape(a)
 		}
-		args[i] = a
+		args = append(args, a)
 	}
 	out := strings.Join(args, " ")
+	if c.Has("split") {
+		// virsh prints each comma-separated piece on its own line.
+		out = strings.Join(splitCommas(out), "\n") + "\n"
+	}
 	if c.Has("err") {
 		s.errorLine(out)
 		return nil
 	}
-	s.printf("%s\n", out)
+	// Like virsh, no newline: the blank line after every command ends it.
+	s.printf("%s", out)
 	return nil
 }
 

@@ -39,7 +39,6 @@ func (s *Shell) printGroup(g group) {
 	for _, c := range s.groupCommands(g.Keyword) {
 		s.printf("    %-30s %s\n", c.Name, c.Brief)
 	}
-	s.printf("\n")
 }
 
 func cmdHelp(s *Shell, c *Call) error {
@@ -48,6 +47,7 @@ func cmdHelp(s *Shell, c *Call) error {
 		s.printf("Grouped commands:\n\n")
 		for _, g := range groups {
 			s.printGroup(g)
+			s.printf("\n")
 		}
 		return nil
 	}

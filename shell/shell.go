@@ -195,15 +195,11 @@ func (s *Shell) run(call *Call) bool {
 	if call.Cmd.Name == "quit" || call.Cmd.Name == "exit" {
 		return err == nil
 	}
-	lead := "\n"
-	if call.Cmd.Name == "echo" {
-		lead = ""
-	}
 	if s.Timing {
 		ms := float64(time.Since(start).Microseconds()) / 1000
-		s.printf("%s(Time: %.3f ms)\n\n", lead, ms)
+		s.printf("\n(Time: %.3f ms)\n\n", ms)
 	} else {
-		s.extraf("%s", lead)
+		s.extraf("\n")
 	}
 	return err == nil
 }
