@@ -1,0 +1,193 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"vsh/hypervisor/storage/qcow2"
+)
+
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openDisk(t testing.TB, path, format string, ro bool, cache string) Disk {
+	t.Helper()
+	d, err := OpenDisk(path, format, ro, cache)
+	if err != nil {
+		t.Fatalf("OpenDisk(%s, %q, ro=%v, %q): %v", path, format, ro, cache, err)
+	}
+	return d
+}
+
+func TestDiskReadWriteAllCacheModes(t *testing.T) {
+	const size = 1 << 20
+	for _, format := range []string{"raw", "qcow2"} {
+		for _, cache := range []string{"", "default", "writeback", "writethrough", "unsafe", "none", "directsync"} {
+			t.Run(format+"/"+cache, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "d")
+				if format == "raw" {
+					writeFile(t, path, make([]byte, size))
+				} else if err := qcow2.Create(path, size, qcow2.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				d := openDisk(t, path, "", false, cache)
+				if d.Size() != size {
+					t.Fatalf("Size = %d", d.Size())
+				}
+				ref := make([]byte, size)
+				r := rand.New(rand.NewSource(3))
+				// Unaligned offsets and lengths exercise the O_DIRECT
+				// bounce path.
+				for i := 0; i < 200; i++ {
+					off := r.Intn(size - 1)
+					n := 1 + r.Intn(min(size-off, 20000))
+					p := make([]byte, n)
+					r.Read(p)
+					if _, err := d.WriteAt(p, int64(off)); err != nil {
+						t.Fatalf("WriteAt(%d, %d): %v", off, n, err)
+					}
+					copy(ref[off:], p)
+					if i%50 == 0 {
+						if err := d.Flush(); err != nil {
+							t.Fatal(err)
+						}
+					}
+					off = r.Intn(size - 1)
+					n = 1 + r.Intn(min(size-off, 20000))
+					got := make([]byte, n)
+					if _, err := d.ReadAt(got, int64(off)); err != nil {
+						t.Fatalf("ReadAt(%d, %d): %v", off, n, err)
+					}
+					if !bytes.Equal(got, ref[off:off+n]) {
+						t.Fatalf("ReadAt(%d, %d) differs", off, n)
+					}
+				}
+				if err := d.WriteZeroes(4096, 128<<10); err != nil {
+					t.Fatal(err)
+				}
+				clear(ref[4096 : 4096+128<<10])
+				if _, err := d.WriteAt([]byte{1}, size); err == nil {
+					t.Fatal("write past the end succeeded")
+				}
+				if n, err := d.ReadAt(make([]byte, 8), size-4); n != 4 || !errors.Is(err, io.EOF) {
+					t.Fatalf("read across the end: %d %v", n, err)
+				}
+				if err := d.Close(); err != nil {
+					t.Fatal(err)
+				}
+				d = openDisk(t, path, format, true, "")
+				defer d.Close()
+				got := make([]byte, size)
+				if _, err := d.ReadAt(got, 0); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, ref) {
+					t.Fatal("content after reopen differs")
+				}
+				if _, err := d.WriteAt([]byte{1}, 0); err == nil {
+					t.Fatal("write to a read-only disk succeeded")
+				}
+			})
+		}
+	}
+}
+
+func TestRawDiscardPunchesHoles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r")
+	writeFile(t, path, bytes.Repeat([]byte{7}, 1<<20))
+	d := openDisk(t, path, "raw", false, "")
+	defer d.Close()
+	before, _ := StatVolume(path)
+	if err := d.Discard(0, 512<<10); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			t.Skip("file system cannot punch holes")
+		}
+		t.Fatal(err)
+	}
+	got := make([]byte, 512<<10)
+	d.ReadAt(got, 0)
+	if !bytes.Equal(got, make([]byte, 512<<10)) {
+		t.Fatal("discarded range does not read zeros")
+	}
+	after, _ := StatVolume(path)
+	if after.AllocationBytes >= before.AllocationBytes || after.CapacityBytes != 1<<20 {
+		t.Fatalf("allocation %d -> %d, capacity %d", before.AllocationBytes, after.AllocationBytes, after.CapacityBytes)
+	}
+}
+
+func TestDiskLocking(t *testing.T) {
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "base.raw")
+	writeFile(t, raw, make([]byte, 1<<20))
+	tests := []struct {
+		name            string
+		firstRO, sec    bool
+		wantErrOnSecond bool
+	}{
+		{"rw then rw", false, false, true},
+		{"rw then ro", false, true, true},
+		{"ro then rw", true, false, true},
+		{"ro then ro", true, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := openDisk(t, raw, "raw", tc.firstRO, "")
+			defer a.Close()
+			b, err := OpenDisk(raw, "raw", tc.sec, "")
+			if tc.wantErrOnSecond {
+				if err == nil || !strings.Contains(err.Error(), "is in use by another domain") {
+					t.Fatalf("second open: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+		})
+	}
+	// After close the lock is gone.
+	openDisk(t, raw, "raw", false, "").Close()
+
+	// A qcow2 overlay in use locks its backing file shared.
+	top := filepath.Join(dir, "top.qcow2")
+	if err := qcow2.Create(top, 0, qcow2.CreateOptions{BackingFile: raw, BackingFormat: "raw"}); err != nil {
+		t.Fatal(err)
+	}
+	o := openDisk(t, top, "qcow2", false, "")
+	if _, err := OpenDisk(raw, "raw", false, ""); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("backing opened read-write under a running overlay: %v", err)
+	}
+	ro := openDisk(t, raw, "raw", true, "")
+	ro.Close()
+	o.Close()
+}
+
+func TestOpenDiskErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x")
+	writeFile(t, path, make([]byte, 4096))
+	tests := []struct {
+		path, format, cache, want string
+	}{
+		{path, "raw", "bogus", "unknown disk cache mode"},
+		{path, "vmdk", "", "not supported"},
+		{path + ".missing", "raw", "", "no such file"},
+		{path, "qcow2", "", "bad magic"},
+	}
+	for _, tc := range tests {
+		_, err := OpenDisk(tc.path, tc.format, false, tc.cache)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("OpenDisk(%q, %q, %q) = %v, want %q", tc.path, tc.format, tc.cache, err, tc.want)
+		}
+	}
+}
