@@ -173,7 +173,7 @@ func NewVsock(cid uint32, udsPath string) (*Vsock, error) {
 		cid: uint64(cid), udsPath: udsPath, listener: l,
 		conns: map[vsockKey]*vsockConn{}, nextPort: vsockHostPortBase,
 		pending: map[net.Conn]bool{},
-		rxWake: make(chan struct{}, 1),
+		rxWake:  make(chan struct{}, 1),
 	}
 	v.accept.Add(1)
 	go v.acceptLoop()
