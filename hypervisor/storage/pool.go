@@ -213,21 +213,24 @@ func mountFS(p PoolSpec) error {
 	if err != nil {
 		return fmt.Errorf("pool '%s': source device: %w", p.Name, err)
 	}
-	if fi.Mode().IsRegular() {
-		loop, err := attachLoop(dev)
-		if err != nil {
-			return fmt.Errorf("pool '%s': %w", p.Name, err)
-		}
-		dev = loop
-	}
 	fstype := p.SourceFormat
 	if fstype == "" || fstype == "auto" {
-		if fstype, err = ProbeFilesystem(dev); err != nil {
+		if fstype, err = ProbeFilesystem(p.SourceDevice); err != nil {
 			return fmt.Errorf("pool '%s': %w", p.Name, err)
 		}
 		if fstype == "" {
 			return fmt.Errorf("pool '%s': no known file system on '%s'; set the source format or build the pool", p.Name, p.SourceDevice)
 		}
+	}
+	if fi.Mode().IsRegular() {
+		loop, hold, err := attachLoop(dev)
+		if err != nil {
+			return fmt.Errorf("pool '%s': %w", p.Name, err)
+		}
+		// Autoclear detaches the loop device on its last close, so hold it
+		// open until the mount owns it.
+		defer hold.Close()
+		dev = loop
 	}
 	err = unix.Mount(dev, p.TargetPath, fstype, unix.MS_NOSUID|unix.MS_NODEV, "")
 	if err != nil && strings.HasPrefix(fstype, "ext") && fstype != "ext4" {
@@ -241,47 +244,49 @@ func mountFS(p PoolSpec) error {
 }
 
 // attachLoop binds a regular file to a free loop device that detaches
-// itself when the last user (the mount) goes away.
-func attachLoop(file string) (string, error) {
+// itself when the last user (the mount) goes away. The caller must keep
+// the returned file open until the device is mounted.
+func attachLoop(file string) (string, *os.File, error) {
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
 	if err != nil {
-		return "", fmt.Errorf("loop devices unavailable: %w", err)
+		return "", nil, fmt.Errorf("loop devices unavailable: %w", err)
 	}
 	defer ctl.Close()
 	n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
 	if err != nil {
-		return "", fmt.Errorf("no free loop device: %w", err)
+		return "", nil, fmt.Errorf("no free loop device: %w", err)
 	}
 	dev := fmt.Sprintf("/dev/loop%d", n)
 	if _, err := os.Stat(dev); errors.Is(err, os.ErrNotExist) {
 		if err := unix.Mknod(dev, unix.S_IFBLK|0o660, int(unix.Mkdev(7, uint32(n)))); err != nil {
-			return "", fmt.Errorf("create %s: %w", dev, err)
+			return "", nil, fmt.Errorf("create %s: %w", dev, err)
 		}
 	}
 	backing, err := os.OpenFile(file, os.O_RDWR, 0)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	defer backing.Close()
 	loop, err := os.OpenFile(dev, os.O_RDWR, 0)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	defer loop.Close()
 	cfg := unix.LoopConfig{Fd: uint32(backing.Fd())}
 	cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR
 	copy(cfg.Info.File_name[:], file)
 	if err := unix.IoctlLoopConfigure(int(loop.Fd()), &cfg); err != nil {
 		// Older kernels: LOOP_SET_FD then LOOP_SET_STATUS64.
 		if err := unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_SET_FD, int(backing.Fd())); err != nil {
-			return "", fmt.Errorf("attach %s to %s: %w", file, dev, err)
+			loop.Close()
+			return "", nil, fmt.Errorf("attach %s to %s: %w", file, dev, err)
 		}
 		if err := unix.IoctlLoopSetStatus64(int(loop.Fd()), &cfg.Info); err != nil {
 			unix.IoctlSetInt(int(loop.Fd()), unix.LOOP_CLR_FD, 0)
-			return "", fmt.Errorf("configure %s: %w", dev, err)
+			loop.Close()
+			return "", nil, fmt.Errorf("configure %s: %w", dev, err)
 		}
 	}
-	return dev, nil
+	return dev, loop, nil
 }
 
 func mountNetFS(p PoolSpec) error {
