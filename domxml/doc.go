@@ -254,7 +254,19 @@ func insertChild(parent, e *etree.Element, after ...string) {
 		return
 	}
 	if anchor != nil {
+		// After the anchor's line: a comment trailing it stays with it.
 		at := anchor.Index() + 1
+		for at < len(parent.Child) {
+			if _, ok := parent.Child[at].(*etree.Comment); ok {
+				at++
+				continue
+			}
+			if cd, ok := parent.Child[at].(*etree.CharData); ok && !cd.IsCData() && strings.TrimSpace(cd.Data) == "" && !strings.Contains(cd.Data, "\n") {
+				at++
+				continue
+			}
+			break
+		}
 		parent.InsertChildAt(at, e)
 		parent.InsertChildAt(at, etree.NewText("\n"+ind))
 		return

@@ -225,6 +225,9 @@ type semanticChecker interface {
 
 // parseKind parses data, checks the root element and optionally validates.
 func parseKind(file string, data []byte, kind schema.Kind, validate bool) (*schema.Document, error) {
+	// The document keeps its source for positions; give it a copy the
+	// caller cannot change.
+	data = append([]byte(nil), data...)
 	doc, err := schema.ParseKind(file, data, kind)
 	if err != nil {
 		return nil, err

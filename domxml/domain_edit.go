@@ -309,3 +309,100 @@ func (d *Domain) RemoveInterface(key string) error {
 		return fmt.Errorf("domain has %d interfaces matching %q; use a MAC address to pick one", len(match), key)
 	}
 }
+
+// AddDisk appends a <disk> built from disk (virsh attach-disk --config).
+// Type defaults from the source (file, block or volume), Device to "disk",
+// and the target bus to virtio; the target name must be free.
+func (d *Domain) AddDisk(disk Disk) error {
+	if disk.TargetDev == "" {
+		return fmt.Errorf("disk needs a target device name (vda, vdb, ...)")
+	}
+	for _, x := range d.Devices.Disks {
+		if x.TargetDev == disk.TargetDev {
+			return fmt.Errorf("target %s already exists", disk.TargetDev)
+		}
+	}
+	if disk.Type == "" {
+		switch {
+		case disk.SourceDev != "":
+			disk.Type = "block"
+		case disk.SourcePool != "":
+			disk.Type = "volume"
+		default:
+			disk.Type = "file"
+		}
+	}
+	if disk.Device == "" {
+		disk.Device = "disk"
+	}
+	if disk.TargetBus == "" && disk.Device == "disk" {
+		disk.TargetBus = "virtio"
+	}
+	e := etree.NewElement("disk")
+	e.CreateAttr("type", disk.Type)
+	e.CreateAttr("device", disk.Device)
+	if disk.DriverName != "" || disk.DriverType != "" || disk.Cache != "" || disk.Discard != "" {
+		dr := e.CreateElement("driver")
+		name := disk.DriverName
+		if name == "" {
+			name = "qemu"
+		}
+		dr.CreateAttr("name", name)
+		for _, kv := range [][2]string{{"type", disk.DriverType}, {"cache", disk.Cache}, {"discard", disk.Discard}} {
+			if kv[1] != "" {
+				dr.CreateAttr(kv[0], kv[1])
+			}
+		}
+	}
+	src := etree.NewElement("source")
+	switch disk.Type {
+	case "file":
+		src.CreateAttr("file", disk.SourceFile)
+	case "block":
+		src.CreateAttr("dev", disk.SourceDev)
+	case "volume":
+		src.CreateAttr("pool", disk.SourcePool)
+		src.CreateAttr("volume", disk.SourceVolume)
+	default:
+		return fmt.Errorf("unsupported disk type %q (want file, block or volume)", disk.Type)
+	}
+	if len(src.Attr) > 0 && src.Attr[0].Value != "" {
+		e.AddChild(src)
+	} else if disk.Device == "disk" {
+		return fmt.Errorf("disk %s needs a source", disk.TargetDev)
+	}
+	t := e.CreateElement("target")
+	t.CreateAttr("dev", disk.TargetDev)
+	if disk.TargetBus != "" {
+		t.CreateAttr("bus", disk.TargetBus)
+	}
+	if disk.ReadOnly {
+		e.CreateElement("readonly")
+	}
+	if disk.Serial != "" {
+		e.CreateElement("serial").SetText(disk.Serial)
+	}
+	dev := d.devicesElement()
+	e.IndentWithSettings(&etree.IndentSettings{Spaces: 2})
+	indentSubtree(e, childIndent(dev))
+	insertChild(dev, e, append(before(deviceOrder, "disk"), "disk")...)
+	d.edited()
+	return nil
+}
+
+// RemoveDisk removes the disk with the given target device name (vda) or
+// source path (virsh detach-disk --config).
+func (d *Domain) RemoveDisk(target string) error {
+	dev := d.src.root().SelectElement("devices")
+	if dev != nil {
+		for _, e := range dev.SelectElements("disk") {
+			x := parseDisk(e)
+			if x.TargetDev == target || target != "" && (x.SourceFile == target || x.SourceDev == target) {
+				removeElement(e)
+				d.edited()
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no disk found whose target or source is %q", target)
+}

@@ -310,6 +310,17 @@ func TestEdits(t *testing.T) {
 			func(d *Domain) bool {
 				return len(d.Devices.Interfaces) == 2 && d.Devices.Interfaces[1].SourceBridge == "br0"
 			}},
+		{"AddDisk", func(d *Domain) error {
+			return d.AddDisk(Disk{SourceFile: "/b.qcow2", DriverType: "qcow2", TargetDev: "vdb", ReadOnly: true})
+		},
+			strings.Replace(editBase, "    </disk>\n", "    </disk>\n    <disk type='file' device='disk'>\n      <driver name='qemu' type='qcow2'/>\n      <source file='/b.qcow2'/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>\n    </disk>\n", 1),
+			func(d *Domain) bool { return len(d.Devices.Disks) == 2 && d.Devices.Disks[1].DriverType == "qcow2" }},
+		{"RemoveDisk by target", func(d *Domain) error { return d.RemoveDisk("vda") },
+			strings.Replace(editBase, "    <disk type='file' device='disk'>\n      <source file='/a.img'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n", "", 1),
+			func(d *Domain) bool { return len(d.Devices.Disks) == 0 }},
+		{"RemoveDisk by source", func(d *Domain) error { return d.RemoveDisk("/a.img") },
+			strings.Replace(editBase, "    <disk type='file' device='disk'>\n      <source file='/a.img'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>\n", "", 1),
+			func(d *Domain) bool { return len(d.Devices.Disks) == 0 }},
 		{"RemoveInterface by MAC", func(d *Domain) error { return d.RemoveInterface("52:54:00:00:00:01") },
 			strings.Replace(editBase, "    <interface type='network'>\n      <mac address='52:54:00:00:00:01'/>\n      <source network='default'/>\n    </interface>\n", "", 1),
 			func(d *Domain) bool { return len(d.Devices.Interfaces) == 0 }},
@@ -345,6 +356,10 @@ func TestEditErrors(t *testing.T) {
 		{"bad type", d.AddInterface(Interface{Type: "vhostuser"})},
 		{"no such MAC", d.RemoveInterface("52:54:00:00:00:09")},
 		{"no such type", d.RemoveInterface("bridge")},
+		{"duplicate target", d.AddDisk(Disk{SourceFile: "/x", TargetDev: "vda"})},
+		{"no target", d.AddDisk(Disk{SourceFile: "/x"})},
+		{"no source", d.AddDisk(Disk{TargetDev: "vdc"})},
+		{"no such disk", d.RemoveDisk("vdz")},
 	}
 	for _, c := range cases {
 		if c.err == nil {
@@ -371,6 +386,16 @@ func TestCloneIsIndependent(t *testing.T) {
 	// The clone still keeps the user's comment and lines.
 	if !strings.Contains(string(c.XML()), "<!-- keep me -->") {
 		t.Error("clone lost the comment")
+	}
+}
+
+func TestInsertKeepsTrailingComment(t *testing.T) {
+	in := "<domain type='kvm'>\n  <name>a</name> <!-- the name -->\n  <memory>1024</memory>\n</domain>\n"
+	d := mustDomain(t, "c.xml", in)
+	d.SetUUID("3e3fce45-4f53-4fa7-bb32-11f34168b82b")
+	want := "<domain type='kvm'>\n  <name>a</name> <!-- the name -->\n  <uuid>3e3fce45-4f53-4fa7-bb32-11f34168b82b</uuid>\n  <memory>1024</memory>\n</domain>\n"
+	if got := string(d.XML()); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
 
@@ -610,5 +635,30 @@ func TestParseCPUSet(t *testing.T) {
 		if (err == nil) != tt.ok || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseCPUSet(%q) = %v, %v", tt.in, got, err)
 		}
+	}
+}
+
+func BenchmarkParseDomain(b *testing.B) {
+	data, err := os.ReadFile("/work/shared/reference/examples/domain-kvm-full.xml")
+	if err != nil {
+		data = []byte(genDomain(0xfff))
+	}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := ParseDomain("bench.xml", data, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEditAndWrite(b *testing.B) {
+	d, err := ParseDomain("bench.xml", []byte(genDomain(0xfff)), false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		c := d.Clone()
+		c.SetVCPUs(4, 2)
+		c.XML()
 	}
 }

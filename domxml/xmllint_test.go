@@ -253,6 +253,15 @@ func TestGeneratedDocumentsValidateWithXmllint(t *testing.T) {
 		if err := e.RemoveInterface("52:54:00:FE:FE:FE"); err != nil {
 			t.Fatal(err)
 		}
+		if err := e.AddDisk(Disk{SourcePool: "images", SourceVolume: "extra.qcow2", DriverType: "qcow2", TargetDev: "vdz", Serial: "X"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.AddDisk(Disk{SourceDev: "/dev/sdz", TargetDev: "vdy", Cache: "none", ReadOnly: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.RemoveDisk("/dev/sdz"); err != nil {
+			t.Fatal(err)
+		}
 		save("domain", fmt.Sprintf("d%d-edited.xml", i), e.XML())
 	}
 	for i := 0; i < 40; i++ {
