@@ -101,7 +101,7 @@ func (s *Shell) Complete(line string) (string, []string) {
 	// word is an option's value.
 	seen := map[string]bool{}
 	var pending *Option
-	positional := 0
+	var positional []string
 	for _, w := range words[1:] {
 		if pending != nil {
 			pending = nil
@@ -117,7 +117,17 @@ func (s *Shell) Complete(line string) (string, []string) {
 			}
 			continue
 		}
-		positional++
+		positional = append(positional, w)
+	}
+	// Positional words fill the options not given by name, in order.
+	for range positional {
+		for i := range cmd.Options {
+			o := &cmd.Options[i]
+			if o.Kind != KindBool && o.Kind != KindArgv && !seen[o.Name] {
+				seen[o.Name] = true
+				break
+			}
+		}
 	}
 	if pending == nil && strings.HasPrefix(word, "--") {
 		if name, val, eq := strings.Cut(word[2:], "="); eq {
@@ -146,10 +156,6 @@ func (s *Shell) Complete(line string) (string, []string) {
 	for i := range cmd.Options {
 		o := &cmd.Options[i]
 		if o.Kind == KindBool || seen[o.Name] {
-			continue
-		}
-		if positional > 0 && o.Kind != KindArgv {
-			positional--
 			continue
 		}
 		if vals := s.optionValues(cmd, o, words); vals != nil {

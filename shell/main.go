@@ -131,12 +131,12 @@ func (s *Shell) Main(args []string) int {
 		}
 	}
 	rest := args[i:]
-	if err := s.Connect(); err != nil {
-		return 1
-	}
 	defer s.Close()
 	switch {
 	case len(rest) == 0:
+		if err := s.Connect(); err != nil {
+			return 1
+		}
 		return s.Interactive()
 	case len(rest) == 1:
 		return exitCode(s.RunLine(rest[0]))

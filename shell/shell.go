@@ -39,6 +39,7 @@ type Shell struct {
 	table       map[string]*Command
 	interactive bool
 	quit        bool
+	connFailed  bool
 }
 
 // New returns a shell with the given options writing to the process's
@@ -192,7 +193,7 @@ func (s *Shell) run(call *Call) bool {
 	if err != nil {
 		s.report(err)
 	}
-	if call.Cmd.Name == "quit" || call.Cmd.Name == "exit" {
+	if s.connFailed || call.Cmd.Name == "quit" || call.Cmd.Name == "exit" {
 		return err == nil
 	}
 	if s.Timing {
@@ -227,7 +228,14 @@ func (s *Shell) dispatch(call *Call) error {
 		return fail(nil, "command '%s' is not implemented", call.Cmd.Name)
 	}
 	if s.conn == nil && !noConnect[call.Cmd.Name] {
-		return fail(nil, "no valid connection")
+		// Non-interactive runs connect on first use, so that validate,
+		// echo and help work without a hypervisor.
+		if err := s.Connect(); err != nil {
+			// Connect printed virsh's lines; like virsh, which connects
+			// before running anything, stop here.
+			s.quit, s.connFailed = true, true
+			return &cmdError{}
+		}
 	}
 	return h(s, call)
 }
