@@ -280,6 +280,10 @@ func (c *Conn) Capabilities() (string, error) { return capabilities, nil }
 func (h *host) info(d *domain) driver.DomainInfo {
 	def := d.cur()
 	_, cur := vcpus(def)
+	label := "" // libvirt's test driver labels running domains only
+	if d.id >= 0 {
+		label = "libvirt-test (enforcing)"
+	}
 	return driver.DomainInfo{
 		ID:            d.id,
 		Name:          def.Name,
@@ -295,6 +299,7 @@ func (h *host) info(d *domain) driver.DomainInfo {
 		Persistent:    d.def != nil,
 		Autostart:     d.autostart,
 		SecurityModel: "testSecurity",
+		SecurityLabel: label,
 	}
 }
 
@@ -533,7 +538,11 @@ func notRunning() error {
 // ShutdownDomain powers a domain off at once (the test host's guests
 // always cooperate).
 func (c *Conn) ShutdownDomain(name string, mode driver.ShutdownMode) error {
-	unlock, err := c.lock("virDomainShutdownFlags")
+	api := "virDomainShutdown" // virsh calls the Flags variant only with --mode
+	if mode != "" {
+		api = "virDomainShutdownFlags"
+	}
+	unlock, err := c.lock(api)
 	if err != nil {
 		return err
 	}
@@ -551,7 +560,11 @@ func (c *Conn) ShutdownDomain(name string, mode driver.ShutdownMode) error {
 
 // DestroyDomain stops a domain at once.
 func (c *Conn) DestroyDomain(name string, graceful bool) error {
-	unlock, err := c.lock("virDomainDestroyFlags")
+	api := "virDomainDestroy" // virsh calls the Flags variant only with --graceful
+	if graceful {
+		api = "virDomainDestroyFlags"
+	}
+	unlock, err := c.lock(api)
 	if err != nil {
 		return err
 	}

@@ -260,7 +260,7 @@ func TestReadOnly(t *testing.T) {
 	defer c.Close()
 	_, err = c.DefineDomain([]byte(vm1XML), "vm1.xml", false)
 	wantErr(t, "define", err, "operation forbidden: read only access prevents virDomainDefineXML")
-	wantErr(t, "destroy", c.DestroyDomain("test", false), "operation forbidden: read only access prevents virDomainDestroyFlags")
+	wantErr(t, "destroy", c.DestroyDomain("test", false), "operation forbidden: read only access prevents virDomainDestroy")
 	if _, err := c.ListDomains(); err != nil {
 		t.Errorf("list: %v", err)
 	}
