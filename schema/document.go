@@ -156,20 +156,32 @@ type elemSpan struct {
 func Parse(file string, data []byte) (*Document, error) {
 	d := &Document{File: file, src: data}
 	d.lines = lineStarts(data)
-	spans, err := d.scan()
-	if err != nil {
-		return nil, err
-	}
 	doc := etree.NewDocument()
 	doc.ReadSettings.PreserveCData = true
-	if err := doc.ReadFromBytes(data); err != nil {
-		return nil, ErrorList{{Pos: Pos{File: file}, Msg: "malformed XML: " + err.Error()}}
+	doc.ReadSettings.PreserveDuplicateAttrs = true
+	doc.ReadSettings.CharsetReader = charsetReader
+	// Fast path: etree parses, a byte scanner finds the start tags. Only
+	// when something is wrong does the strict (slower) encoding/xml pass
+	// run, to report the problem with its position.
+	var spans []elemSpan
+	if err := doc.ReadFromBytes(data); err != nil || !wellFormedTree(doc) {
+		var err error
+		if spans, err = d.scan(); err != nil {
+			return nil, err
+		}
+		return nil, ErrorList{{Pos: Pos{File: file}, Msg: "malformed XML"}}
+	}
+	root := doc.Root()
+	spans = scanStartTags(data)
+	if len(spans) != countElements(root) {
+		// The byte scanner was confused (a DTD internal subset, say);
+		// fall back to the decoder.
+		var err error
+		if spans, err = d.scan(); err != nil {
+			return nil, err
+		}
 	}
 	d.Doc = doc
-	root := doc.Root()
-	if root == nil {
-		return nil, ErrorList{{Pos: d.offsetPos(len(data)), Msg: "document has no root element"}}
-	}
 	// etree and the scan saw the same elements in the same (document)
 	// order; pair them up.
 	d.pos = make(map[*etree.Element]elemSpan, len(spans))
@@ -216,13 +228,7 @@ func ParseKind(file string, data []byte, want Kind) (*Document, error) {
 func (d *Document) scan() ([]elemSpan, error) {
 	dec := xml.NewDecoder(bytes.NewReader(d.src))
 	dec.Strict = true
-	dec.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
-		switch strings.ToLower(charset) {
-		case "utf-8", "utf8", "us-ascii", "ascii":
-			return input, nil
-		}
-		return nil, fmt.Errorf("unsupported encoding %q (only UTF-8 is supported)", charset)
-	}
+	dec.CharsetReader = charsetReader
 	var spans []elemSpan
 	var open []string // names of the open elements
 	var openAt []int  // their start offsets
@@ -273,6 +279,116 @@ func (d *Document) scan() ([]elemSpan, error) {
 			}
 		}
 	}
+}
+
+// charsetReader accepts the encodings that are UTF-8 already.
+func charsetReader(charset string, input io.Reader) (io.Reader, error) {
+	switch strings.ToLower(charset) {
+	case "utf-8", "utf8", "us-ascii", "ascii":
+		return input, nil
+	}
+	return nil, fmt.Errorf("unsupported encoding %q (only UTF-8 is supported)", charset)
+}
+
+// wellFormedTree checks what etree lets through: exactly one root element,
+// no text outside it, no repeated attribute.
+func wellFormedTree(doc *etree.Document) bool {
+	roots := 0
+	for _, t := range doc.Child {
+		switch t := t.(type) {
+		case *etree.Element:
+			roots++
+		case *etree.CharData:
+			if strings.TrimSpace(t.Data) != "" {
+				return false
+			}
+		}
+	}
+	if roots != 1 {
+		return false
+	}
+	ok := true
+	var walk func(e *etree.Element)
+	walk = func(e *etree.Element) {
+		for i := 1; i < len(e.Attr) && ok; i++ {
+			for j := 0; j < i; j++ {
+				if e.Attr[i].Space == e.Attr[j].Space && e.Attr[i].Key == e.Attr[j].Key {
+					ok = false
+				}
+			}
+		}
+		for _, c := range e.Child {
+			if ce, isElem := c.(*etree.Element); isElem && ok {
+				walk(ce)
+			}
+		}
+	}
+	walk(doc.Root())
+	return ok
+}
+
+func countElements(e *etree.Element) int {
+	n := 1
+	for _, c := range e.Child {
+		if ce, ok := c.(*etree.Element); ok {
+			n += countElements(ce)
+		}
+	}
+	return n
+}
+
+// scanStartTags finds the start tags of well-formed XML in document order
+// by looking at the bytes: it skips comments, CDATA sections, processing
+// instructions, declarations and end tags, and quoted attribute values.
+func scanStartTags(data []byte) []elemSpan {
+	var spans []elemSpan
+	skipTo := func(i int, end string) int {
+		j := bytes.Index(data[i:], []byte(end))
+		if j < 0 {
+			return len(data)
+		}
+		return i + j + len(end)
+	}
+	for i := 0; i < len(data); {
+		j := bytes.IndexByte(data[i:], '<')
+		if j < 0 {
+			break
+		}
+		i += j
+		rest := data[i:]
+		switch {
+		case bytes.HasPrefix(rest, []byte("<!--")):
+			i = skipTo(i+4, "-->")
+		case bytes.HasPrefix(rest, []byte("<![CDATA[")):
+			i = skipTo(i+9, "]]>")
+		case bytes.HasPrefix(rest, []byte("<?")):
+			i = skipTo(i+2, "?>")
+		case bytes.HasPrefix(rest, []byte("<!")):
+			// A DOCTYPE; an internal subset makes the count disagree
+			// and the caller falls back to the decoder.
+			i = skipTo(i+2, ">")
+		case bytes.HasPrefix(rest, []byte("</")):
+			i = skipTo(i+2, ">")
+		default:
+			start := i
+			var quote byte
+			for i++; i < len(data); i++ {
+				c := data[i]
+				if quote != 0 {
+					if c == quote {
+						quote = 0
+					}
+				} else if c == '"' || c == '\'' {
+					quote = c
+				} else if c == '>' {
+					i++
+					break
+				}
+			}
+			spans = append(spans, elemSpan{start: start, end: i})
+		}
+	}
+	return spans
 }
 
 // errPos is the position of a decoder error: the decoder's current line and

@@ -153,7 +153,11 @@ func (v *validator) element(e *etree.Element, r *elemRule) {
 	}
 	// Children.
 	var counts map[string]int
-	for _, c := range e.ChildElements() {
+	for _, tok := range e.Child {
+		c, isElem := tok.(*etree.Element)
+		if !isElem {
+			continue
+		}
 		cn := elemName(c)
 		cr, ok := r.children[cn]
 		if !ok {
@@ -190,6 +194,20 @@ func (v *validator) element(e *etree.Element, r *elemRule) {
 
 // directText concatenates e's own character data (not its children's).
 func directText(e *etree.Element) string {
+	var only *etree.CharData
+	n := 0
+	for _, t := range e.Child {
+		if cd, ok := t.(*etree.CharData); ok {
+			only = cd
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return only.Data
+	}
 	var b strings.Builder
 	for _, t := range e.Child {
 		if cd, ok := t.(*etree.CharData); ok {

@@ -22,6 +22,21 @@ type variant struct {
 	kids     []string // elements the child must contain
 }
 
+// variantsAt returns the elements a variant applies to: the root for ".",
+// otherwise the children of the root's child named by the first path step
+// that are named by the second ("devices/interface").
+func variantsAt(root *etree.Element, path string) []*etree.Element {
+	if path == "." {
+		return []*etree.Element{root}
+	}
+	parent, name, _ := strings.Cut(path, "/")
+	p := root.SelectElement(parent)
+	if p == nil {
+		return nil
+	}
+	return p.SelectElements(name)
+}
+
 var domainVariants = []variant{
 	{path: "devices/interface", attr: "type", values: []string{"network"}, child: "source", attrs: []string{"network"}},
 	{path: "devices/interface", attr: "type", values: []string{"direct", "vdpa"}, child: "source", attrs: []string{"dev"}},
@@ -67,11 +82,7 @@ var poolVariants = []variant{
 // checkVariants applies vs to the document rooted at root.
 func (v *validator) checkVariants(root *etree.Element, vs []variant) {
 	for _, vr := range vs {
-		elems := []*etree.Element{root}
-		if vr.path != "." {
-			elems = root.FindElements(vr.path)
-		}
-		for _, e := range elems {
+		for _, e := range variantsAt(root, vr.path) {
 			val := e.SelectAttrValue(vr.attr, "")
 			if vr.values != nil && !contains(vr.values, val) {
 				continue
