@@ -305,3 +305,17 @@ func (d *testDriver) waitNeedsReset() {
 		d.t.Errorf("NEEDS_RESET without a config change interrupt")
 	}
 }
+
+// waitIRQs waits until at least n interrupts were raised.
+func (d *testDriver) waitIRQs(n int) {
+	d.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for d.irq.count() < n {
+		select {
+		case <-d.irq.wake:
+		case <-time.After(time.Millisecond):
+		case <-deadline:
+			d.t.Fatalf("only %d of %d interrupts raised", d.irq.count(), n)
+		}
+	}
+}
