@@ -3,6 +3,7 @@ package boot
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,7 +119,7 @@ func TestLoadBzImageAndZeroPage(t *testing.T) {
 	g := newGuest(t, RAMRanges(256<<20)...)
 	img := makeBzImage(goodBz())
 	initrd := []byte(strings.Repeat("initrd", 1000))
-	l, err := Load(g, Options{Kernel: img, Initrd: initrd, Cmdline: "console=ttyS0 panic=1", ACPIRSDPAddr: 0xe0000, VCPUs: 2})
+	l, err := Load(g, Options{Kernel: img, Initrd: initrd, Cmdline: "console=ttyS0 panic=1", ACPIRSDPAddr: 0xe0000, APICIDs: []uint32{0, 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,8 +437,15 @@ func TestParseELFErrors(t *testing.T) {
 }
 
 func TestMPTable(t *testing.T) {
+	seq := func(n int) []uint32 {
+		ids := make([]uint32, n)
+		for i := range ids {
+			ids[i] = uint32(i)
+		}
+		return ids
+	}
 	for _, n := range []int{1, 2, 4, 64, MaxMPCPUs} {
-		b, err := MPTable(MPTableAddr, n)
+		b, err := MPTable(MPTableAddr, seq(n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -496,11 +504,30 @@ func TestMPTable(t *testing.T) {
 			t.Fatalf("local interrupts % x", lints)
 		}
 	}
-	if _, err := MPTable(MPTableAddr, 0); err == nil {
-		t.Fatal("0 vCPUs accepted")
+	for name, ids := range map[string][]uint32{
+		"no vCPUs": nil, "255 vCPUs": seq(255), "duplicate id": {0, 1, 1}, "id 254": {0, 254},
+	} {
+		if _, err := MPTable(MPTableAddr, ids); err == nil {
+			t.Errorf("%s accepted", name)
+		}
 	}
-	if _, err := MPTable(MPTableAddr, 255); err == nil {
-		t.Fatal("255 vCPUs accepted")
+	// Sparse ids from a 3-core topology: the I/O APIC follows the highest.
+	ids := APICIDs(hypervisor.Topology{Sockets: 2, Cores: 3, Threads: 1}, 6)
+	if want := []uint32{0, 1, 2, 4, 5, 6}; fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Fatalf("APICIDs = %v, want %v", ids, want)
+	}
+	b, err := MPTable(MPTableAddr, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := b[16:]
+	for i, id := range ids {
+		if e := tab[mpcHeaderSize+i*mpProcSize:]; e[0] != mpProcessor || uint32(e[1]) != id {
+			t.Fatalf("processor entry %d: id %d, want %d", i, e[1], id)
+		}
+	}
+	if io := tab[mpcHeaderSize+len(ids)*mpProcSize+mpEntrySize:]; io[0] != mpIOAPIC || io[1] != 7 {
+		t.Fatalf("I/O APIC entry % x", io[:8])
 	}
 }
 
@@ -655,7 +682,7 @@ func TestLoadGuestKitKernels(t *testing.T) {
 			img := guestKitFile(t, name)
 			initrd := guestKitFile(t, "initramfs.cpio.gz")
 			g := newGuest(t, RAMRanges(256<<20)...)
-			l, err := Load(g, Options{Kernel: img, Initrd: initrd, Cmdline: "console=ttyS0", VCPUs: 2})
+			l, err := Load(g, Options{Kernel: img, Initrd: initrd, Cmdline: "console=ttyS0", APICIDs: []uint32{0, 1}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -680,11 +707,16 @@ func TestLoadGuestKitKernels(t *testing.T) {
 }
 
 func FuzzParseBzImage(f *testing.F) {
-	f.Add(makeBzImage(goodBz()))
 	o := goodBz()
+	o.setupSects, o.payload, o.initSize = 2, 0x200, 0x1000
+	f.Add(makeBzImage(o))
+	o = goodBz()
 	o.setupSects = 0
 	o.payload = 10
 	f.Add(makeBzImage(o))
+	// One guest for all inputs: the fuzz function runs serially in each
+	// worker, and loading overwrites what it needs.
+	g := newGuest(f, Range{0, 2 << 20}, Range{16 << 20, 8 << 20})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		bz, err := ParseBzImage(data)
 		if err != nil {
@@ -693,7 +725,6 @@ func FuzzParseBzImage(f *testing.F) {
 			}
 			return
 		}
-		g := newGuest(t, Range{0, 32 << 20})
 		if _, err := LoadKernel(g, data); err != nil && !strings.Contains(err.Error(), "guest RAM too small") && !errors.Is(err, ErrBadKernel) {
 			t.Fatalf("unexpected load error: %v", err)
 		}
@@ -704,8 +735,8 @@ func FuzzParseBzImage(f *testing.F) {
 func FuzzLoadELF(f *testing.F) {
 	f.Add(makeELF(0x1000000, seg{0x1000000, 0x1000000, []byte("abc"), 0x10}))
 	f.Add(makeELF(0xffffffff81000000, seg{0x1000000, 0xffffffff81000000, []byte("text"), 0x3000}, seg{0x1400000, 0, nil, 0x1000}))
+	g := newGuest(f, Range{0, 2 << 20}, Range{16 << 20, 1 << 20})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		g := newGuest(t, Range{0, 24 << 20})
 		k, err := LoadKernel(g, data)
 		if err != nil {
 			return

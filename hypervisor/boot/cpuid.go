@@ -87,6 +87,18 @@ func APICID(vcpu int, t CPUTopology) uint32 {
 	return uint32(socket)<<(st+sc+sd) | uint32(die)<<(st+sc) | uint32(core)<<st | uint32(thread)
 }
 
+// APICIDs returns the initial APIC id of each of nvcpus vCPUs under topo,
+// as FilterCPUID reports them. Give the same ids to the MP table and to the
+// engine's vCPUs (KVM_CREATE_VCPU's id) so all three agree.
+func APICIDs(topo hypervisor.Topology, nvcpus int) []uint32 {
+	t := NormalizeTopology(topo, nvcpus)
+	ids := make([]uint32, nvcpus)
+	for i := range ids {
+		ids[i] = APICID(i, t)
+	}
+	return ids
+}
+
 // FilterCPUID returns the CPUID table for one vCPU, starting from the host's
 // supported entries (KVM_GET_SUPPORTED_CPUID): the initial APIC id and
 // logical-processor count in leaf 1, the hypervisor bit, cores per package in

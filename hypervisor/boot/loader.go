@@ -239,8 +239,9 @@ type Options struct {
 	Cmdline string
 	// ACPIRSDPAddr is written to boot_params.acpi_rsdp_addr when non-zero.
 	ACPIRSDPAddr uint64
-	// VCPUs, when positive, also writes an MP table for that many vCPUs.
-	VCPUs int
+	// APICIDs, when not empty, also writes an MP table listing one vCPU
+	// per APIC id (see APICIDs).
+	APICIDs []uint32
 }
 
 // Loaded says where Load put things; the arch package enters the kernel at
@@ -257,7 +258,7 @@ type Loaded struct {
 }
 
 // Load loads the kernel, initrd and command line into g and writes the zero
-// page (and the MP table when opts.VCPUs > 0).
+// page (and the MP table when opts.APICIDs is set).
 func Load(g *memory.Guest, opts Options) (*Loaded, error) {
 	k, err := LoadKernel(g, opts.Kernel)
 	if err != nil {
@@ -281,8 +282,8 @@ func Load(g *memory.Guest, opts Options) (*Loaded, error) {
 	if err := g.WriteAt(zp, ZeroPageAddr); err != nil {
 		return nil, fmt.Errorf("write zero page at %#x: %w", ZeroPageAddr, err)
 	}
-	if opts.VCPUs > 0 {
-		if err := WriteMPTable(g, opts.VCPUs); err != nil {
+	if len(opts.APICIDs) > 0 {
+		if err := WriteMPTable(g, opts.APICIDs); err != nil {
 			return nil, err
 		}
 	}

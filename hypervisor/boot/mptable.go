@@ -39,15 +39,29 @@ const (
 )
 
 // MPTable returns the MP floating pointer followed by the configuration
-// table, for a table placed at addr with nvcpus processors whose local APIC
-// ids are 0..nvcpus-1 (vCPU 0 the bootstrap processor). It describes one ISA
-// bus, an I/O APIC at IOAPICAddr with id nvcpus, I/O interrupt entries
+// table, for a table placed at addr, with one processor entry per vCPU
+// carrying apicIDs[i] (vCPU 0 is the bootstrap processor; use the same ids
+// as CPUID, see APICIDs). It describes one ISA bus, an I/O APIC at
+// IOAPICAddr whose id follows the highest APIC id, I/O interrupt entries
 // mapping bus IRQ i to I/O APIC pin i for all 24 pins (KVM's default GSI
 // routing is the identity), and LINT0 as ExtINT and LINT1 as NMI on every
 // local APIC.
-func MPTable(addr uint64, nvcpus int) ([]byte, error) {
+func MPTable(addr uint64, apicIDs []uint32) ([]byte, error) {
+	nvcpus := len(apicIDs)
 	if nvcpus < 1 || nvcpus > MaxMPCPUs {
 		return nil, fmt.Errorf("MP table: %d vCPUs (supported 1-%d)", nvcpus, MaxMPCPUs)
+	}
+	maxID := uint32(0)
+	seen := make(map[uint32]bool, nvcpus)
+	for _, id := range apicIDs {
+		if seen[id] {
+			return nil, fmt.Errorf("MP table: APIC id %d used twice", id)
+		}
+		seen[id] = true
+		maxID = max(maxID, id)
+	}
+	if maxID >= MaxMPCPUs {
+		return nil, fmt.Errorf("MP table: APIC id %d does not fit (ids 0-%d, the next one is the I/O APIC's)", maxID, MaxMPCPUs-1)
 	}
 	le := binary.LittleEndian
 	var t []byte // configuration table, header first
@@ -55,7 +69,7 @@ func MPTable(addr uint64, nvcpus int) ([]byte, error) {
 	for i := 0; i < nvcpus; i++ {
 		e := make([]byte, mpProcSize)
 		e[0] = mpProcessor
-		e[1] = byte(i)
+		e[1] = byte(apicIDs[i])
 		e[2] = lapicVersion
 		e[3] = cpuEnabled
 		if i == 0 {
@@ -66,7 +80,7 @@ func MPTable(addr uint64, nvcpus int) ([]byte, error) {
 		t = append(t, e...)
 	}
 	t = append(t, mpBus, 0, 'I', 'S', 'A', ' ', ' ', ' ')
-	ioapicID := byte(nvcpus)
+	ioapicID := byte(maxID + 1)
 	io := []byte{mpIOAPIC, ioapicID, ioapicVersion, 1, 0, 0, 0, 0}
 	le.PutUint32(io[4:], IOAPICAddr)
 	t = append(t, io...)
@@ -100,10 +114,10 @@ func MPTable(addr uint64, nvcpus int) ([]byte, error) {
 	return out, nil
 }
 
-// WriteMPTable writes MPTable(MPTableAddr, nvcpus) into guest memory, where
-// Linux's scan of the last KiB of base memory finds it.
-func WriteMPTable(g *memory.Guest, nvcpus int) error {
-	b, err := MPTable(MPTableAddr, nvcpus)
+// WriteMPTable writes MPTable(MPTableAddr, apicIDs) into guest memory,
+// where Linux's scan of the last KiB of base memory finds it.
+func WriteMPTable(g *memory.Guest, apicIDs []uint32) error {
+	b, err := MPTable(MPTableAddr, apicIDs)
 	if err != nil {
 		return err
 	}
