@@ -92,44 +92,148 @@ func splitLines(b []byte) []string {
 	return strings.SplitAfter(string(b), "\n")
 }
 
-// patchLines applies the line edits that turn base into cur onto orig, whose
-// lines correspond one to one with base's. It returns nil when orig and base
-// do not line up (the user's file had line breaks inside tags, for example)
-// or the edit is too large to diff cheaply.
-func patchLines(orig, base, cur []byte) []byte {
-	o, b, c := splitLines(orig), splitLines(base), splitLines(cur)
-	if len(o) != len(b) {
-		return nil
-	}
-	// Common prefix and suffix; the changed middle is usually a few lines.
+// lineOp is one step of a line edit script from a to b: a kept line
+// (a and b set), a deleted line (b == -1) or an inserted line (a == -1).
+type lineOp struct{ a, b int }
+
+// maxDiffCells bounds the LCS table; larger changes are not diffed.
+const maxDiffCells = 1 << 22
+
+// lineDiff returns an edit script turning a into b, or nil when the changed
+// middle is too large to diff cheaply.
+func lineDiff(a, b []string) []lineOp {
 	pre := 0
-	for pre < len(b) && pre < len(c) && b[pre] == c[pre] {
+	for pre < len(a) && pre < len(b) && a[pre] == b[pre] {
 		pre++
 	}
 	suf := 0
-	for suf < len(b)-pre && suf < len(c)-pre && b[len(b)-1-suf] == c[len(c)-1-suf] {
+	for suf < len(a)-pre && suf < len(b)-pre && a[len(a)-1-suf] == b[len(b)-1-suf] {
 		suf++
 	}
-	bm, cm := b[pre:len(b)-suf], c[pre:len(c)-suf]
-	if len(bm)*len(cm) > 1<<22 {
+	am, bm := a[pre:len(a)-suf], b[pre:len(b)-suf]
+	n, m := len(am), len(bm)
+	if n*m > maxDiffCells {
 		return nil
 	}
-	// Longest common subsequence of the middles.
-	n, m := len(bm), len(cm)
 	lcs := make([][]int32, n+1)
 	for i := range lcs {
 		lcs[i] = make([]int32, m+1)
 	}
 	for i := n - 1; i >= 0; i-- {
 		for j := m - 1; j >= 0; j-- {
-			if bm[i] == cm[j] {
+			if am[i] == bm[j] {
 				lcs[i][j] = lcs[i+1][j+1] + 1
 			} else {
 				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
 			}
 		}
 	}
-	// New lines follow the file's line endings.
+	ops := make([]lineOp, 0, len(a)+m)
+	for i := 0; i < pre; i++ {
+		ops = append(ops, lineOp{i, i})
+	}
+	i, j := 0, 0
+	for i < n || j < m {
+		switch {
+		case i < n && j < m && am[i] == bm[j]:
+			ops = append(ops, lineOp{pre + i, pre + j})
+			i++
+			j++
+		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
+			ops = append(ops, lineOp{-1, pre + j})
+			j++
+		default:
+			ops = append(ops, lineOp{pre + i, -1})
+			i++
+		}
+	}
+	for k := 0; k < suf; k++ {
+		ops = append(ops, lineOp{len(a) - suf + k, len(b) - suf + k})
+	}
+	return ops
+}
+
+// patchLines writes cur, vsh's rendering of the edited document, taking
+// every line it did not change from orig, the user's bytes. base is the
+// rendering of the unedited document. orig and base are aligned first: a
+// run of user lines that etree renders differently (a start tag spread over
+// lines, other quoting or escaping) is a hunk, kept verbatim when vsh
+// changed none of its rendered lines. It returns nil when a diff would be
+// too large.
+func patchLines(orig, base, cur []byte) []byte {
+	o, b, c := splitLines(orig), splitLines(base), splitLines(cur)
+	// CRLF line ends are the file's business, not a difference (the XML
+	// parser reads them as LF).
+	on := make([]string, len(o))
+	for i, l := range o {
+		on[i] = strings.Replace(l, "\r\n", "\n", 1)
+	}
+	align := lineDiff(on, b)
+	edit := lineDiff(b, c)
+	if align == nil || edit == nil {
+		return nil
+	}
+	// Map each base line to its user line, or to the hunk holding it.
+	origOf := make([]int, len(b))
+	hunkOf := make([]int, len(b))
+	type hunk struct {
+		orig    []string
+		base    int  // rendered lines in the hunk
+		at      int  // for a hunk of user lines only: the base line after it
+		intact  bool // no rendered line of the hunk changed
+		emitted bool
+	}
+	var hunks []*hunk
+	var userOnly []*hunk
+	var h *hunk
+	closeHunk := func(at int) {
+		if h != nil && h.base == 0 {
+			h.at = at
+			userOnly = append(userOnly, h)
+		}
+		h = nil
+	}
+	for _, op := range align {
+		if op.a >= 0 && op.b >= 0 {
+			closeHunk(op.b)
+			origOf[op.b], hunkOf[op.b] = op.a, -1
+			continue
+		}
+		if h == nil {
+			h = &hunk{intact: true}
+			hunks = append(hunks, h)
+		}
+		if op.a >= 0 {
+			h.orig = append(h.orig, o[op.a])
+		}
+		if op.b >= 0 {
+			h.base++
+			origOf[op.b], hunkOf[op.b] = -1, len(hunks)-1
+		}
+	}
+	closeHunk(len(b))
+	kept := make([]bool, len(b))
+	for _, op := range edit {
+		if op.a >= 0 && op.b >= 0 {
+			kept[op.a] = true
+		}
+	}
+	for j := range b {
+		if k := hunkOf[j]; k >= 0 && !kept[j] {
+			hunks[k].intact = false
+		}
+	}
+	// Nor is a hunk intact when a line is inserted inside it.
+	last := -1
+	for _, op := range edit {
+		if op.a >= 0 {
+			last = op.a
+			continue
+		}
+		if last >= 0 && last+1 < len(b) && hunkOf[last] >= 0 && hunkOf[last] == hunkOf[last+1] {
+			hunks[hunkOf[last]].intact = false
+		}
+	}
 	crlf := bytes.Contains(orig, []byte("\r\n"))
 	added := func(l string) string {
 		if crlf && strings.HasSuffix(l, "\n") && !strings.HasSuffix(l, "\r\n") {
@@ -138,26 +242,40 @@ func patchLines(orig, base, cur []byte) []byte {
 		return l
 	}
 	var out strings.Builder
-	for _, l := range o[:pre] {
-		out.WriteString(l)
-	}
-	i, j := 0, 0
-	for i < n || j < m {
-		switch {
-		case i < n && j < m && bm[i] == cm[j]:
-			out.WriteString(o[pre+i])
-			i++
-			j++
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			out.WriteString(added(cm[j]))
-			j++
-		default:
-			i++ // line removed
+	emit := func(h *hunk) {
+		if !h.emitted {
+			h.emitted = true
+			for _, l := range h.orig {
+				out.WriteString(l)
+			}
 		}
 	}
-	for _, l := range o[len(o)-suf:] {
-		out.WriteString(l)
+	// User lines with no rendering (none in practice) keep their place
+	// before the base line that follows them.
+	flushBefore := func(j int) {
+		for len(userOnly) > 0 && userOnly[0].at <= j {
+			emit(userOnly[0])
+			userOnly = userOnly[1:]
+		}
 	}
+	for _, op := range edit {
+		switch {
+		case op.a >= 0 && op.b >= 0:
+			flushBefore(op.a)
+			if i := origOf[op.a]; i >= 0 {
+				out.WriteString(o[i])
+			} else if h := hunks[hunkOf[op.a]]; h.intact {
+				emit(h)
+			} else {
+				out.WriteString(added(c[op.b]))
+			}
+		case op.b >= 0:
+			out.WriteString(added(c[op.b]))
+		default:
+			flushBefore(op.a)
+		}
+	}
+	flushBefore(len(b))
 	return []byte(out.String())
 }
 

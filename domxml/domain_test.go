@@ -425,15 +425,14 @@ func TestPatchLineEndingsAndMultilineTags(t *testing.T) {
 		t.Errorf("CRLF: got %q, want %q", got, want)
 	}
 
-	// A start tag spread over lines cannot be kept line by line; the
-	// document is then written by etree, complete and re-parseable.
+	// A start tag spread over lines is kept as the user wrote it.
 	multi := "<domain type='kvm'>\n  <name>a</name>\n  <memory\n     unit='KiB'>1024</memory>\n</domain>\n"
 	d = mustDomain(t, "multi.xml", multi)
 	if got := string(d.XML()); got != multi {
 		t.Errorf("unedited: got %q", got)
 	}
 	d.SetVCPUs(1, 0)
-	want = "<domain type='kvm'>\n  <name>a</name>\n  <memory unit='KiB'>1024</memory>\n  <vcpu>1</vcpu>\n</domain>\n"
+	want = "<domain type='kvm'>\n  <name>a</name>\n  <memory\n     unit='KiB'>1024</memory>\n  <vcpu>1</vcpu>\n</domain>\n"
 	if got := string(d.XML()); got != want {
 		t.Errorf("multi-line tag: got %q, want %q", got, want)
 	}

@@ -262,6 +262,7 @@ func TestGeneratedDocumentsValidateWithXmllint(t *testing.T) {
 		if err := e.RemoveDisk("/dev/sdz"); err != nil {
 			t.Fatal(err)
 		}
+		faithful(t, &e.src, e.XML())
 		save("domain", fmt.Sprintf("d%d-edited.xml", i), e.XML())
 	}
 	for i := 0; i < 40; i++ {
