@@ -661,3 +661,37 @@ func BenchmarkEditAndWrite(b *testing.B) {
 		c.XML()
 	}
 }
+
+func TestPatchKeepsHandFormattedFile(t *testing.T) {
+	in := "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" +
+		"<!-- hand written -->\n" +
+		"<domain type=\"kvm\"  id=\"7\">\n" +
+		"\t<name>hand</name>\n" +
+		"\t<description>Bob's &quot;vm&quot; &#x3E; yours</description>\n" +
+		"\t<memory unit=\"MiB\">512</memory>\n" +
+		"\t<vcpu>1</vcpu>\n" +
+		"\t<os><type>hvm</type><kernel>/k</kernel></os>\n" +
+		"\t<devices>\n" +
+		"\t\t<disk type=\"file\"\n" +
+		"\t\t      device=\"disk\">\n" +
+		"\t\t\t<source file=\"/a.img\" />\n" +
+		"\t\t\t<target dev=\"vda\"   bus=\"virtio\"/>\n" +
+		"\t\t</disk>\n" +
+		"\t\t<interface type=\"network\"><source network=\"default\"/></interface>\n" +
+		"\t</devices>\n" +
+		"</domain>\n"
+	d := mustDomain(t, "hand.xml", in)
+	d.SetVCPUs(2, 0)
+	if _, err := d.FillDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	got := regexp.MustCompile(`[-0-9a-f]{36}`).ReplaceAllString(string(d.XML()), "U")
+	got = regexp.MustCompile(`52:54:00(:[0-9a-f]{2}){3}`).ReplaceAllString(got, "M")
+	want := strings.Replace(in, "\t<vcpu>1</vcpu>", "\t<vcpu>2</vcpu>", 1)
+	want = strings.Replace(want, "\t<name>hand</name>\n", "\t<name>hand</name>\n\t<uuid>U</uuid>\n", 1)
+	// A changed line is written in the file's quoting style.
+	want = strings.Replace(want, "<interface type=\"network\"><source", "<interface type=\"network\"><mac address=\"M\"/><source", 1)
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
