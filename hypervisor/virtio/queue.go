@@ -304,6 +304,10 @@ func (q *Queue) walk(head uint16) (*Chain, error) {
 		return nil, fmt.Errorf("head descriptor %d out of range (size %d)", head, q.size)
 	}
 	c := &Chain{Head: head}
+	// Readable buffers precede writable ones, so one list holds both.
+	bufs := make([][]byte, 0, 4)
+	addrs := make([]uint64, 0, 4)
+	readable := 0
 	table, tableLen := q.descAddr, uint64(q.size)
 	idx := uint64(head)
 	seen := 0
@@ -342,17 +346,20 @@ func (q *Queue) walk(head uint16) (*Chain, error) {
 		if err != nil {
 			return nil, fmt.Errorf("descriptor %d buffer: %w", idx, err)
 		}
-		if flags&descFWrite != 0 {
-			c.Writable = append(c.Writable, buf)
-			c.WritableAddr = append(c.WritableAddr, addr)
-		} else {
-			if len(c.Writable) > 0 {
+		if flags&descFWrite == 0 {
+			if readable < len(bufs) {
 				return nil, fmt.Errorf("descriptor %d is readable after a writable one", idx)
 			}
-			c.Readable = append(c.Readable, buf)
-			c.ReadableAddr = append(c.ReadableAddr, addr)
+			readable++
 		}
+		bufs = append(bufs, buf)
+		addrs = append(addrs, addr)
 		if flags&descFNext == 0 {
+			c.Readable, c.Writable = bufs[:readable:readable], bufs[readable:]
+			c.ReadableAddr, c.WritableAddr = addrs[:readable:readable], addrs[readable:]
+			if len(c.Writable) == 0 {
+				c.Writable, c.WritableAddr = nil, nil
+			}
 			return c, nil
 		}
 		idx = uint64(next)

@@ -356,7 +356,7 @@ func BenchmarkQueuePopPush(b *testing.B) {
 	// Every descriptor is a 3-buffer chain like a blk request.
 	for i := uint64(0); i < 256; i++ {
 		e := ram[16*i:]
-		binary.LittleEndian.PutUint64(e, base+0x10000+i*4096)
+		binary.LittleEndian.PutUint64(e, base+0x10000+i*1024)
 		binary.LittleEndian.PutUint32(e[8:], 512)
 		flags := uint16(descFNext)
 		if i%3 != 0 {
