@@ -351,7 +351,7 @@ func insertChild(parent, e *etree.Element, after ...string) {
 		}
 	}
 	elems := parent.ChildElements()
-	if len(elems) == 0 && strings.TrimSpace(parent.Text()) == "" {
+	if len(elems) == 0 && onlyWhitespace(parent) {
 		// Empty parent (<devices/> or <devices>  </devices>).
 		for len(parent.Child) > 0 {
 			parent.RemoveChildAt(0)
@@ -399,6 +399,16 @@ func insertChild(parent, e *etree.Element, after ...string) {
 	if at == 0 {
 		parent.InsertChildAt(0, etree.NewText("\n"+ind))
 	}
+}
+
+// onlyWhitespace tells whether parent holds nothing but whitespace.
+func onlyWhitespace(parent *etree.Element) bool {
+	for _, t := range parent.Child {
+		if cd, ok := t.(*etree.CharData); !ok || cd.IsCData() || strings.TrimSpace(cd.Data) != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // multiline tells whether parent's children are on lines of their own.

@@ -252,12 +252,20 @@ func (d *Domain) AddInterface(i Interface) error {
 		e.CreateElement("link").CreateAttr("state", i.LinkState)
 	}
 	dev := d.devicesElement()
-	ind := childIndent(dev)
-	e.IndentWithSettings(&etree.IndentSettings{Spaces: 2})
-	indentSubtree(e, ind)
+	indentNew(dev, e)
 	insertChild(dev, e, append(before(deviceOrder, "interface"), "interface")...)
 	d.edited()
 	return nil
+}
+
+// indentNew lays out a new element's children on lines of their own, two
+// spaces deeper than the element, unless parent is written on one line.
+func indentNew(parent, e *etree.Element) {
+	if !multiline(parent) && !onlyWhitespace(parent) {
+		return
+	}
+	e.IndentWithSettings(&etree.IndentSettings{Spaces: 2})
+	indentSubtree(e, childIndent(parent))
 }
 
 // indentSubtree shifts the line breaks inside e (indented as if at column
@@ -383,8 +391,7 @@ func (d *Domain) AddDisk(disk Disk) error {
 		e.CreateElement("serial").SetText(disk.Serial)
 	}
 	dev := d.devicesElement()
-	e.IndentWithSettings(&etree.IndentSettings{Spaces: 2})
-	indentSubtree(e, childIndent(dev))
+	indentNew(dev, e)
 	insertChild(dev, e, append(before(deviceOrder, "disk"), "disk")...)
 	d.edited()
 	return nil

@@ -232,6 +232,9 @@ func TestFillDefaultsIndentation(t *testing.T) {
 		{"one line",
 			"<domain type='kvm'><name>a</name><memory>1</memory></domain>",
 			"<domain type='kvm'><name>a</name><uuid>U</uuid><memory>1</memory></domain>"},
+		{"comment-only devices keep the comment",
+			"<domain type='kvm'>\n  <name>a</name>\n  <uuid>3e3fce45-4f53-4fa7-bb32-11f34168b82b</uuid>\n  <memory>1</memory>\n  <devices><!-- none yet --></devices>\n</domain>",
+			"<domain type='kvm'>\n  <name>a</name>\n  <uuid>U</uuid>\n  <memory>1</memory>\n  <devices><interface type='user'><mac address='52:54:00:00:00:01'/></interface><!-- none yet --></devices>\n</domain>"},
 		{"no name yet is invalid but uuid goes first",
 			"<domain type='kvm'>\n  <memory>1</memory>\n</domain>",
 			"<domain type='kvm'>\n  <uuid>U</uuid>\n  <memory>1</memory>\n</domain>"},
@@ -240,6 +243,11 @@ func TestFillDefaultsIndentation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := mustDomain(t, tt.name, tt.in)
+			if strings.Contains(tt.in, "none yet") {
+				if err := d.AddInterface(Interface{Type: "user", MAC: "52:54:00:00:00:01"}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if _, err := d.FillDefaults(); err != nil {
 				t.Fatal(err)
 			}
