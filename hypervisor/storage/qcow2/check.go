@@ -7,8 +7,9 @@ import (
 	"syscall"
 )
 
-// maxCheckClusters bounds the memory Check uses (4 bytes per host cluster).
-const maxCheckClusters = 1 << 28
+// maxCheckClusters bounds the memory Check uses (2 bytes per host
+// cluster): 4 TiB of 64 KiB clusters.
+const maxCheckClusters = 1 << 26
 
 // Report is the result of Check, in the spirit of `qemu-img check`.
 type Report struct {
@@ -65,7 +66,7 @@ func (img *Image) Check() (Report, error) {
 	if nclusters > maxCheckClusters {
 		return rep, fmt.Errorf("qcow2: %s is too large to check (%d clusters)", img.path, nclusters)
 	}
-	refs := make([]uint32, nclusters)
+	refs := make([]uint16, nclusters) // saturating counts
 	cs := img.clusterSize
 	ref := func(off, n uint64, what string) {
 		for c := off >> img.clusterBits; c <= (off+n-1)>>img.clusterBits; c++ {
@@ -73,7 +74,9 @@ func (img *Image) Check() (Report, error) {
 				rep.addf(true, "%s at %#x lies beyond the end of the file", what, off)
 				return
 			}
-			refs[c]++
+			if refs[c] < 0xffff {
+				refs[c]++
+			}
 		}
 	}
 	ref(0, cs, "header")
@@ -95,6 +98,7 @@ func (img *Image) Check() (Report, error) {
 	rep.TotalClusters = (img.hdr.Size + cs - 1) / cs
 	type copied struct{ off, entry uint64 }
 	var flagged []copied
+	buf := make([]byte, cs)
 	for l1i, e := range img.l1 {
 		l2 := e & offsetMask
 		if l2 == 0 {
@@ -109,7 +113,6 @@ func (img *Image) Check() (Report, error) {
 			continue
 		}
 		flagged = append(flagged, copied{l2, e})
-		buf := make([]byte, cs)
 		if err := readL2(img, buf, l2); err != nil {
 			rep.addf(true, "L2 table %d: %v", l1i, err)
 			continue

@@ -685,8 +685,10 @@ func (img *Image) writeChunk(p []byte, pos uint64) error {
 	if entry&flagCompressed != 0 {
 		return fmt.Errorf("qcow2: %s: writing to compressed clusters is not supported (guest offset %#x)", img.path, pos)
 	}
-	if host != 0 && host&(img.clusterSize-1) != 0 {
-		return fmt.Errorf("qcow2: %s: corrupt L2 entry %#x (unaligned cluster)", img.path, entry)
+	if host != 0 && (host&(img.clusterSize-1) != 0 || host >= img.nextFree) {
+		// Writing there would extend the file to wherever a corrupt
+		// entry points.
+		return fmt.Errorf("qcow2: %s: corrupt L2 entry %#x (misaligned or beyond the end of the file)", img.path, entry)
 	}
 	owned := entry&flagCopied != 0
 	if host != 0 && !owned {
