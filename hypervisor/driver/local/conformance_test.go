@@ -98,7 +98,9 @@ var conformance = []step{
 		}
 		return err
 	}, ""},
-	{"title", func(c driver.Conn, _ *confEnv) error { return c.SetDomainMetadata("conf1", true, "tt", driver.ModifyScope{}) }, ""},
+	{"title", func(c driver.Conn, _ *confEnv) error {
+		return c.SetDomainMetadata("conf1", true, "tt", driver.ModifyScope{})
+	}, ""},
 	{"title newline", func(c driver.Conn, _ *confEnv) error {
 		return c.SetDomainMetadata("conf1", true, "a\nb", driver.ModifyScope{})
 	}, "invalid argument: title can't contain newlines"},
