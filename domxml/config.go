@@ -76,6 +76,24 @@ func (c *converter) no(e *etree.Element, reason string) {
 	c.unsup = append(c.unsup, Unsupported{Pos: c.d.Pos(e), Element: describe(e), Reason: reason})
 }
 
+// onlyAttrs lists each attribute of e not in allowed as unsupported.
+func (c *converter) onlyAttrs(e *etree.Element, allowed ...string) {
+	if e == nil {
+		return
+	}
+next:
+	for _, a := range e.Attr {
+		for _, k := range allowed {
+			if a.FullKey() == k {
+				continue next
+			}
+		}
+		c.unsup = append(c.unsup, Unsupported{Pos: c.d.src.doc.AttrPos(e, a.FullKey()),
+			Element: "<" + e.Tag + " " + a.FullKey() + "='" + a.Value + "'>",
+			Reason:  "attribute " + a.FullKey() + " is " + notSupported})
+	}
+}
+
 func (c *converter) fail(e *etree.Element, format string, args ...any) {
 	c.errs = append(c.errs, &schema.Error{Pos: c.d.Pos(e), Msg: fmt.Sprintf(format, args...)})
 }
@@ -392,11 +410,21 @@ func (c *converter) disk(e *etree.Element, cfg *hypervisor.Config) {
 	}
 	for _, ch := range e.ChildElements() {
 		switch ch.Tag {
-		case "driver", "source", "target", "readonly", "serial", "alias", "address", "boot":
+		case "driver":
+			c.onlyAttrs(ch, "name", "type", "cache", "discard")
+		case "source":
+			c.onlyAttrs(ch, "file", "dev", "pool", "volume")
+			for _, sc := range ch.ChildElements() {
+				c.no(sc, "")
+			}
+		case "target":
+			c.onlyAttrs(ch, "dev", "bus")
+		case "readonly", "serial", "alias", "address", "boot":
 		default:
 			c.no(ch, "")
 		}
 	}
+	c.onlyAttrs(e, "type", "device")
 	cfg.Disks = append(cfg.Disks, out)
 }
 
@@ -420,7 +448,11 @@ func (c *converter) iface(e *etree.Element, cfg *hypervisor.Config) {
 	}
 	for _, ch := range e.ChildElements() {
 		switch ch.Tag {
-		case "mac", "source", "target", "model", "link", "alias", "address":
+		case "model":
+			c.onlyAttrs(ch, "type")
+		case "source":
+			c.onlyAttrs(ch, "network", "bridge")
+		case "mac", "target", "link", "alias", "address":
 		default:
 			c.no(ch, "")
 		}

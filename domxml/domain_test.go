@@ -703,3 +703,44 @@ func TestPatchKeepsHandFormattedFile(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestToConfigUnsupportedAttributes(t *testing.T) {
+	const vm = `<domain type='kvm'>
+  <name>a</name>
+  <memory>1024</memory>
+  <os>
+    <type>hvm</type>
+    <kernel>/k</kernel>
+  </os>
+  <devices>
+    <disk type='file' device='disk' snapshot='no'>
+      <driver name='qemu' type='raw' io='native'/>
+      <source file='/a.img' startupPolicy='optional'/>
+      <target dev='vda' bus='virtio' removable='on'/>
+    </disk>
+    <interface type='network'>
+      <source network='default' portgroup='pg'/>
+      <model type='virtio'/>
+    </interface>
+  </devices>
+</domain>
+`
+	d := mustDomain(t, "attrs.xml", vm)
+	cfg, unsup, err := d.ToConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"attrs.xml:9:37: <disk snapshot='no'>: attribute snapshot is not supported by the vsh engine",
+		"attrs.xml:10:38: <driver io='native'>: attribute io is not supported by the vsh engine",
+		"attrs.xml:11:29: <source startupPolicy='optional'>: attribute startupPolicy is not supported by the vsh engine",
+		"attrs.xml:12:38: <target removable='on'>: attribute removable is not supported by the vsh engine",
+		"attrs.xml:15:33: <source portgroup='pg'>: attribute portgroup is not supported by the vsh engine",
+	}
+	if got := unsupStrings(unsup); !reflect.DeepEqual(got, want) {
+		t.Errorf("unsupported =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(cfg.Disks) != 1 || len(cfg.NICs) != 1 {
+		t.Errorf("config = %+v", cfg)
+	}
+}
