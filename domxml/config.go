@@ -156,6 +156,7 @@ func (c *converter) vcpu(e *etree.Element, cfg *hypervisor.Config) {
 	if p := attr(e, "placement"); p == "auto" {
 		c.no(e, "automatic (numad) vCPU placement is not supported by the vsh engine")
 	}
+	c.onlyAttrs(e, "placement", "cpuset", "current")
 	if s := attr(e, "cpuset"); s != "" {
 		set, err := ParseCPUSet(s)
 		if err != nil {
@@ -540,6 +541,14 @@ func (c *converter) balloon(e *etree.Element, cfg *hypervisor.Config) {
 	default:
 		c.no(e, "")
 		return
+	}
+	c.onlyAttrs(e, "model", "autodeflate", "freePageReporting")
+	for _, ch := range e.ChildElements() {
+		switch ch.Tag {
+		case "stats", "alias", "address":
+		default:
+			c.no(ch, "")
+		}
 	}
 	b := c.d.Devices.MemBalloon
 	cfg.Balloon = &hypervisor.Balloon{StatsPeriodSeconds: b.StatsPeriodSeconds, FreePageReporting: b.FreePageReporting, DeflateOnOOM: b.DeflateOnOOM}

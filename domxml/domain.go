@@ -456,7 +456,7 @@ func (d *Domain) loadDevices(l *loader, dev *etree.Element) {
 			ds.RNGs = append(ds.RNGs, r)
 		case "memballoon":
 			b := &MemBalloon{Model: attr(e, "model"), FreePageReporting: attr(e, "freePageReporting") == "on",
-				DeflateOnOOM: attr(e.SelectElement("driver"), "deflate_on_oom") == "on"}
+				DeflateOnOOM: attr(e, "autodeflate") == "on"}
 			b.StatsPeriodSeconds = l.integer(e.SelectElement("stats"), "period")
 			ds.MemBalloon = b
 		case "vsock":

@@ -563,7 +563,7 @@ func TestToConfigUnsupported(t *testing.T) {
         <address domain='0x0000' bus='0x03' slot='0x10' function='0x0'/>
       </source>
     </hostdev>
-    <memballoon model='virtio'/>
+    <memballoon model='virtio' autodeflate='on'/>
   </devices>
 </domain>
 `
@@ -597,7 +597,7 @@ func TestToConfigUnsupported(t *testing.T) {
 	if got := unsupStrings(unsup); !reflect.DeepEqual(got, want) {
 		t.Errorf("unsupported =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if cfg.Balloon == nil || len(cfg.Disks) != 0 || len(cfg.NICs) != 0 {
+	if cfg.Balloon == nil || !cfg.Balloon.DeflateOnOOM || len(cfg.Disks) != 0 || len(cfg.NICs) != 0 {
 		t.Errorf("config = %+v", cfg)
 	}
 
