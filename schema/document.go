@@ -138,7 +138,7 @@ type Document struct {
 	Kind Kind
 
 	src   []byte
-	lines []int // byte offset of the start of each line
+	lines []int // byte offset of the start of each line, computed on first use
 	pos   map[*etree.Element]elemSpan
 
 	warnings ErrorList
@@ -155,7 +155,9 @@ type elemSpan struct {
 // in positions.
 func Parse(file string, data []byte) (*Document, error) {
 	d := &Document{File: file, src: data}
-	d.lines = lineStarts(data)
+	if doc, spans, ok := fastParse(data); ok {
+		return d.finish(doc, spans)
+	}
 	doc := etree.NewDocument()
 	doc.ReadSettings.PreserveCData = true
 	doc.ReadSettings.PreserveDuplicateAttrs = true
@@ -181,7 +183,14 @@ func Parse(file string, data []byte) (*Document, error) {
 			return nil, err
 		}
 	}
+	return d.finish(doc, spans)
+}
+
+// finish pairs the parsed elements with their start-tag spans and decides
+// the kind.
+func (d *Document) finish(doc *etree.Document, spans []elemSpan) (*Document, error) {
 	d.Doc = doc
+	root := doc.Root()
 	// etree and the scan saw the same elements in the same (document)
 	// order; pair them up.
 	d.pos = make(map[*etree.Element]elemSpan, len(spans))
@@ -192,8 +201,10 @@ func Parse(file string, data []byte) (*Document, error) {
 			d.pos[e] = spans[i]
 		}
 		i++
-		for _, c := range e.ChildElements() {
-			walk(c)
+		for _, t := range e.Child {
+			if c, ok := t.(*etree.Element); ok {
+				walk(c)
+			}
 		}
 	}
 	walk(root)
@@ -424,6 +435,9 @@ func lineStarts(data []byte) []int {
 
 // offsetPos converts a byte offset into a line and column.
 func (d *Document) offsetPos(off int) Pos {
+	if d.lines == nil {
+		d.lines = lineStarts(d.src) // only needed once something is reported
+	}
 	if off > len(d.src) {
 		off = len(d.src)
 	}

@@ -54,9 +54,11 @@ func (r *elemRule) addChild(c *childRule) {
 
 // validator walks a document against a rule table, collecting errors.
 type validator struct {
-	d     *Document
-	errs  ErrorList
-	warns ErrorList
+	d      *Document
+	errs   ErrorList
+	warns  ErrorList
+	depth  int
+	counts []map[string]int // per nesting depth, reused between elements
 }
 
 // warnf records something libvirt accepts but silently changes or that is
@@ -152,7 +154,13 @@ func (v *validator) element(e *etree.Element, r *elemRule) {
 		v.errorf(e, "content of <%s> %s", name, r.text.describe(text, problem))
 	}
 	// Children.
-	var counts map[string]int
+	if v.depth == len(v.counts) {
+		v.counts = append(v.counts, map[string]int{})
+	}
+	counts := v.counts[v.depth]
+	clear(counts)
+	v.depth++
+	defer func() { v.depth-- }()
 	for _, tok := range e.Child {
 		c, isElem := tok.(*etree.Element)
 		if !isElem {
@@ -172,9 +180,6 @@ func (v *validator) element(e *etree.Element, r *elemRule) {
 			v.errorf(c, "%s", msg)
 			continue
 		}
-		if counts == nil {
-			counts = map[string]int{}
-		}
 		counts[cn]++
 		if cr.max >= 0 && counts[cn] > cr.max {
 			if cr.max == 1 {
@@ -185,6 +190,7 @@ func (v *validator) element(e *etree.Element, r *elemRule) {
 		}
 		v.element(c, cr.rule)
 	}
+	// The recursive calls reused deeper maps only; counts is still ours.
 	for _, cn := range r.childList {
 		if cr := r.children[cn]; cr.min > 0 && counts[cn] < cr.min {
 			v.errorf(e, "element <%s> is missing required element <%s>", name, cn)

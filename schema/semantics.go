@@ -57,7 +57,7 @@ func (v *validator) checkUUID(root *etree.Element) {
 // domainSemantics applies the domain parser's checks beyond structure.
 func (v *validator) domainSemantics(root *etree.Element) {
 	v.checkName(root)
-	v.checkVariants(root, domainVariants)
+	v.checkVariants(root, domainVariantIndex)
 	const memLimit = math.MaxInt64 // libvirt caps memory at LLONG_MAX bytes
 	mem, memOK := v.scaled(root.SelectElement("memory"), "KiB", memLimit)
 	if root.SelectElement("memory") == nil && !hasNUMAMemory(root) {
@@ -248,7 +248,7 @@ func classfulBits(a netip.Addr) int {
 // poolSemantics applies the pool parser's checks beyond structure.
 func (v *validator) poolSemantics(root *etree.Element) {
 	v.checkName(root)
-	v.checkVariants(root, poolVariants)
+	v.checkVariants(root, poolVariantIndex)
 	if target := root.SelectElement("target"); target != nil {
 		if p := target.SelectElement("path"); p != nil {
 			if path := strings.TrimSpace(p.Text()); path != "" && !strings.HasPrefix(path, "/") {

@@ -22,21 +22,6 @@ type variant struct {
 	kids     []string // elements the child must contain
 }
 
-// variantsAt returns the elements a variant applies to: the root for ".",
-// otherwise the children of the root's child named by the first path step
-// that are named by the second ("devices/interface").
-func variantsAt(root *etree.Element, path string) []*etree.Element {
-	if path == "." {
-		return []*etree.Element{root}
-	}
-	parent, name, _ := strings.Cut(path, "/")
-	p := root.SelectElement(parent)
-	if p == nil {
-		return nil
-	}
-	return p.SelectElements(name)
-}
-
 var domainVariants = []variant{
 	{path: "devices/interface", attr: "type", values: []string{"network"}, child: "source", attrs: []string{"network"}},
 	{path: "devices/interface", attr: "type", values: []string{"direct", "vdpa"}, child: "source", attrs: []string{"dev"}},
@@ -79,48 +64,91 @@ var poolVariants = []variant{
 	{path: ".", attr: "type", values: []string{"dir", "fs", "netfs", "disk", "iscsi", "iscsi-direct", "scsi", "mpath"}, child: "name", optional: false},
 }
 
-// checkVariants applies vs to the document rooted at root.
-func (v *validator) checkVariants(root *etree.Element, vs []variant) {
-	for _, vr := range vs {
-		for _, e := range variantsAt(root, vr.path) {
-			val := e.SelectAttrValue(vr.attr, "")
-			if vr.values != nil && !contains(vr.values, val) {
+// variantIndex groups a variant list by where it applies: the root (key
+// ".", tag "") or the children named tag of the root's child named by the
+// key ("devices"), so that one pass over the document finds them all.
+type variantIndex map[string]map[string][]*variant
+
+func indexVariants(vs []variant) variantIndex {
+	idx := variantIndex{}
+	for i := range vs {
+		parent, tag, _ := strings.Cut(vs[i].path, "/")
+		if idx[parent] == nil {
+			idx[parent] = map[string][]*variant{}
+		}
+		idx[parent][tag] = append(idx[parent][tag], &vs[i])
+	}
+	return idx
+}
+
+var (
+	domainVariantIndex = indexVariants(domainVariants)
+	poolVariantIndex   = indexVariants(poolVariants)
+)
+
+// checkVariants applies the variants of idx to the document rooted at root.
+func (v *validator) checkVariants(root *etree.Element, idx variantIndex) {
+	for _, vr := range idx["."][""] {
+		v.checkVariant(root, vr)
+	}
+	for parentName, byTag := range idx {
+		if parentName == "." {
+			continue
+		}
+		parent := root.SelectElement(parentName)
+		if parent == nil {
+			continue
+		}
+		for _, t := range parent.Child {
+			e, ok := t.(*etree.Element)
+			if !ok || e.Space != "" {
 				continue
 			}
-			what := fmt.Sprintf("<%s>", e.Tag)
-			if vr.attr != "" && val != "" {
-				what = fmt.Sprintf("<%s %s='%s'>", e.Tag, vr.attr, val)
+			for _, vr := range byTag[e.Tag] {
+				v.checkVariant(e, vr)
 			}
-			c := e
-			if vr.child != "" {
-				c = e.SelectElement(vr.child)
-				if c == nil {
-					if !vr.optional {
-						v.errorf(e, "%s needs a <%s> element", what, vr.child)
-					}
-					continue
-				}
-				what = fmt.Sprintf("<%s> of %s", vr.child, what)
+		}
+	}
+}
+
+// checkVariant applies one variant to e.
+func (v *validator) checkVariant(e *etree.Element, vr *variant) {
+	val := e.SelectAttrValue(vr.attr, "")
+	if vr.values != nil && !contains(vr.values, val) {
+		return
+	}
+	what := fmt.Sprintf("<%s>", e.Tag)
+	if vr.attr != "" && val != "" {
+		what = fmt.Sprintf("<%s %s='%s'>", e.Tag, vr.attr, val)
+	}
+	c := e
+	if vr.child != "" {
+		c = e.SelectElement(vr.child)
+		if c == nil {
+			if !vr.optional {
+				v.errorf(e, "%s needs a <%s> element", what, vr.child)
 			}
-			var missing []string
-			for _, a := range vr.attrs {
-				if c.SelectAttr(a) == nil {
-					missing = append(missing, a)
-				}
-			}
-			if len(missing) > 0 {
-				v.errorf(c, "%s is missing attribute %s", what, strings.Join(missing, ", "))
-			}
-			for _, a := range vr.forbid {
-				if c.SelectAttr(a) != nil {
-					v.attrErrorf(c, a, "attribute %s is not allowed in %s", a, what)
-				}
-			}
-			for _, k := range vr.kids {
-				if c.SelectElement(k) == nil {
-					v.errorf(c, "%s needs a <%s> element", what, k)
-				}
-			}
+			return
+		}
+		what = fmt.Sprintf("<%s> of %s", vr.child, what)
+	}
+	var missing []string
+	for _, a := range vr.attrs {
+		if c.SelectAttr(a) == nil {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		v.errorf(c, "%s is missing attribute %s", what, strings.Join(missing, ", "))
+	}
+	for _, a := range vr.forbid {
+		if c.SelectAttr(a) != nil {
+			v.attrErrorf(c, a, "attribute %s is not allowed in %s", a, what)
+		}
+	}
+	for _, k := range vr.kids {
+		if c.SelectElement(k) == nil {
+			v.errorf(c, "%s needs a <%s> element", what, k)
 		}
 	}
 }
