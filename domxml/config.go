@@ -178,6 +178,7 @@ func (c *converter) os(e *etree.Element, cfg *hypervisor.Config) {
 	if a := d.OS.Arch; a != "" && a != "x86_64" {
 		c.no(e.SelectElement("type"), fmt.Sprintf("architecture '%s' is not supported; the vsh engine runs x86_64 guests", a))
 	}
+	c.onlyAttrs(e) // firmware='efi' and the like
 	if d.OS.Kernel == "" {
 		c.no(e, "BIOS/UEFI firmware boot is not supported by the vsh engine; use direct kernel boot (<kernel>, <initrd>, <cmdline>)")
 	}
