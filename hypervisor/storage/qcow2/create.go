@@ -245,7 +245,7 @@ func (img *Image) Resize(newSize uint64) error {
 }
 
 // dropTail checks that no data lives past newSize and clears the entries
-// there (zero flags), so that a later grow reads zeros.
+// there, so that a later grow reads zeros.
 func (img *Image) dropTail(newSize uint64) error {
 	first := (newSize + img.clusterSize - 1) >> img.clusterBits
 	last := (img.hdr.Size + img.clusterSize - 1) >> img.clusterBits
@@ -264,17 +264,23 @@ func (img *Image) dropTail(newSize uint64) error {
 		}
 		vc++
 	}
+	// With a backing file an unallocated entry would show its data again
+	// after a later grow, so version 3 images get zero flags instead.
+	target := uint64(0)
+	if img.backing != nil && img.hdr.Version >= 3 {
+		target = flagZero
+	}
 	for vc := first; vc < last; vc++ {
 		l1i := vc / img.l2Entries
-		if l1i >= uint64(len(img.l1)) || img.l1[l1i]&offsetMask == 0 {
+		if target == 0 && (l1i >= uint64(len(img.l1)) || img.l1[l1i]&offsetMask == 0) {
 			continue
 		}
 		t, idx, err := img.l2ForWrite(vc << img.clusterBits)
 		if err != nil {
 			return err
 		}
-		if binary.BigEndian.Uint64(t.buf[idx:]) != 0 {
-			binary.BigEndian.PutUint64(t.buf[idx:], 0)
+		if binary.BigEndian.Uint64(t.buf[idx:]) != target {
+			binary.BigEndian.PutUint64(t.buf[idx:], target)
 			t.dirty = true
 		}
 	}

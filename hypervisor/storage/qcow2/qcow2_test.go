@@ -605,3 +605,25 @@ func TestQemuEncryptedRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestShrinkGrowOverBackingReadsZeros(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.raw")
+	os.WriteFile(base, bytes.Repeat([]byte{0xee}, 1<<20), 0o644)
+	top := filepath.Join(dir, "top.qcow2")
+	mustCreate(t, top, 0, CreateOptions{ClusterBits: 12, BackingFile: base, BackingFormat: "raw"})
+	img := mustOpen(t, top, Options{})
+	defer img.Close()
+	if err := img.Resize(512 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := img.Resize(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, img)
+	want := append(bytes.Repeat([]byte{0xee}, 512<<10), make([]byte, 512<<10)...)
+	if !bytes.Equal(got, want) {
+		t.Fatal("backing data reappeared after shrink and grow")
+	}
+	mustCheck(t, img)
+}
