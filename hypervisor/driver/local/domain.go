@@ -3,6 +3,7 @@ package local
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -242,7 +243,7 @@ func (c *Conn) scanDefs() (map[string]indexEntry, error) {
 	}
 	if changed {
 		if b, err := json.Marshal(out); err == nil {
-			writeFileAtomic(c.indexPath(), b, 0o600) // a cache: failure only costs speed
+			writeCache(c.indexPath(), b)
 		}
 	}
 	return out, nil
@@ -275,6 +276,21 @@ func (c *Conn) recover() {
 	removeFile(c.renameJournal())
 	cleanTemps(c.domDir())
 	cleanTemps(c.paths.State)
+}
+
+// offReasons returns the recorded shut-off reasons by domain name.
+func (c *Conn) offReasons() map[string]driver.StateReason {
+	out := map[string]driver.StateReason{}
+	ents, err := os.ReadDir(c.runDomDir())
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		if name, ok := strings.CutSuffix(e.Name(), ".shutoff"); ok && !isTemp(e.Name()) {
+			out[name] = c.readOffReason(name)
+		}
+	}
+	return out
 }
 
 // runningNames lists domains with a run directory.
@@ -320,6 +336,7 @@ func (c *Conn) listLocked() ([]driver.DomainInfo, error) {
 		}
 		out = append(out, c.info(d))
 	}
+	off := c.offReasons()
 	auto := map[string]bool{}
 	if ents, err := os.ReadDir(filepath.Join(c.domDir(), "autostart")); err == nil {
 		for _, e := range ents {
@@ -332,7 +349,7 @@ func (c *Conn) listLocked() ([]driver.DomainInfo, error) {
 		}
 		out = append(out, driver.DomainInfo{
 			ID: -1, Name: name, UUID: e.UUID, Title: e.Title, OSType: osType(e.OSType),
-			State: driver.StateShutoff, Reason: c.readOffReason(name),
+			State: driver.StateShutoff, Reason: off[name],
 			MaxMemKiB: e.MaxKiB, MemoryKiB: e.CurKiB, VCPUs: e.VCPUs,
 			Persistent: true, Autostart: auto[name],
 		})
@@ -636,12 +653,20 @@ func (c *Conn) control(d *dom, op Op) error {
 // ShutdownDomain asks the guest to power off; the state changes when it
 // has.
 func (c *Conn) ShutdownDomain(name string, mode driver.ShutdownMode) error {
-	return c.withDom("virDomainShutdownFlags", name, func(d *dom) error { return c.control(d, OpShutdown) })
+	api := "virDomainShutdown" // virsh calls the Flags variant only with --mode
+	if mode != "" {
+		api = "virDomainShutdownFlags"
+	}
+	return c.withDom(api, name, func(d *dom) error { return c.control(d, OpShutdown) })
 }
 
 // DestroyDomain stops a domain at once.
 func (c *Conn) DestroyDomain(name string, graceful bool) error {
-	return c.withDom("virDomainDestroyFlags", name, func(d *dom) error {
+	api := "virDomainDestroy" // virsh calls the Flags variant only with --graceful
+	if graceful {
+		api = "virDomainDestroyFlags"
+	}
+	return c.withDom(api, name, func(d *dom) error {
 		if err := c.control(d, OpDestroy); err != nil {
 			return err
 		}
@@ -880,4 +905,30 @@ func (c *Conn) VCPUCount(name string) (driver.VCPUCount, error) {
 		return driver.VCPUCount{}, err
 	}
 	return testdriver.CountVCPUs(d.def, d.live), nil
+}
+
+var _ driver.ConsoleOpener = (*Conn)(nil)
+
+// Console attaches to a running domain's console through the engine.
+func (c *Conn) Console(name, devname string, force bool) (io.ReadWriteCloser, error) {
+	if err := c.writable("virDomainOpenConsole"); err != nil {
+		return nil, err
+	}
+	l, err := c.read()
+	if err != nil {
+		return nil, err
+	}
+	defer l.unlock()
+	d, err := c.resolve(name)
+	if err != nil {
+		return nil, err
+	}
+	if !d.active() {
+		return nil, notRunning()
+	}
+	ce, ok := DefaultEngine.(ConsoleEngine)
+	if !ok {
+		return nil, driver.Errorf(driver.ErrNoSupport, "virDomainOpenConsole")
+	}
+	return ce.Console(d.name, c.runPath(d.name), devname, force)
 }

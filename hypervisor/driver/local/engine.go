@@ -1,6 +1,7 @@
 package local
 
 import (
+	"io"
 	"time"
 
 	"vsh/domxml"
@@ -41,6 +42,15 @@ type Engine interface {
 	// the process is gone; the others return once the VMM has accepted the
 	// request (a guest shutdown completes later and is seen by Status).
 	Control(name, runDir string, op Op) error
+}
+
+// ConsoleEngine is implemented by engines that attach to a domain's
+// console; the local driver then implements driver.ConsoleOpener.
+type ConsoleEngine interface {
+	// Console attaches to a running domain's console or serial device
+	// devname ("" for the first); force steals a session another client
+	// holds.
+	Console(name, runDir, devname string, force bool) (io.ReadWriteCloser, error)
 }
 
 // Op is a control operation on a running domain.

@@ -84,6 +84,21 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return syncDir(dir)
 }
 
+// writeCache replaces a cache file atomically but without fsync: losing
+// it in a crash only costs a rebuild.
+func writeCache(path string, data []byte) {
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	dir, base := filepath.Split(path)
+	tmp := filepath.Join(dir, "."+base+"."+hex.EncodeToString(rnd[:])+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return
+	}
+	if os.Rename(tmp, path) != nil {
+		os.Remove(tmp)
+	}
+}
+
 // removeFile removes path (absent is fine) and syncs its directory so the
 // removal survives a crash.
 func removeFile(path string) error {
