@@ -438,3 +438,16 @@ func TestLevelTriggeredInterrupt(t *testing.T) {
 		t.Fatalf("line still high after ACK")
 	}
 }
+
+func TestNotifyQueueDirect(t *testing.T) {
+	// The ioeventfd path: NotifyQueue instead of a QueueNotify write.
+	d := newTestDriver(t, NewRNG(RNGConfig{}))
+	d.start(0, 8)
+	d.mmio.NotifyQueue(-1) // out of range: ignored
+	d.mmio.NotifyQueue(7)
+	d.add(0, in(16))
+	d.mmio.NotifyQueue(0)
+	if _, n := d.waitUsed(0); n != 16 {
+		t.Fatalf("used length %d, want 16", n)
+	}
+}
