@@ -156,6 +156,14 @@ type Vsock struct {
 	w       workers        // rx/tx queue goroutines
 	accept  sync.WaitGroup // accept loop and CONNECT handshakes
 	pending map[net.Conn]bool
+	// early holds host connections made before the guest driver was
+	// running; they are offered to the guest when it activates the device.
+	early []earlyConn
+}
+
+type earlyConn struct {
+	sock net.Conn
+	port uint32
 }
 
 // NewVsock returns a vsock device for guest cid, listening on udsPath for
@@ -215,6 +223,10 @@ func (v *Vsock) Activate(a Activation) error {
 	}
 	v.mu.Lock()
 	v.active = true
+	for _, e := range v.early {
+		v.requestLocked(e.sock, e.port)
+	}
+	v.early = nil
 	v.mu.Unlock()
 	v.w.start(func(stop <-chan struct{}) { v.serveRX(stop, rx) })
 	v.w.start(func(stop <-chan struct{}) {
@@ -247,6 +259,10 @@ func (v *Vsock) Close() error {
 	for s := range v.pending {
 		s.Close()
 	}
+	for _, e := range v.early {
+		e.sock.Close()
+	}
+	v.early = nil
 	v.mu.Unlock()
 	v.accept.Wait()
 	v.Reset()
@@ -289,10 +305,19 @@ func (v *Vsock) hostConnect(s net.Conn) {
 		s.Close()
 		return
 	}
-	if v.closed || !v.active || len(v.conns) >= vsockMaxConnections {
+	if v.closed || len(v.conns)+len(v.early) >= vsockMaxConnections {
 		s.Close()
 		return
 	}
+	if !v.active {
+		v.early = append(v.early, earlyConn{s, port})
+		return
+	}
+	v.requestLocked(s, port)
+}
+
+// requestLocked asks the guest to accept host socket s on guest port port.
+func (v *Vsock) requestLocked(s net.Conn, port uint32) {
 	local := v.allocPortLocked()
 	c := v.newConnLocked(vsockKey{local: local, peer: port}, s, vsockConnecting)
 	v.queueLocked(c, VsockOpRequest, 0, nil)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -104,11 +105,17 @@ func TestVsockHostInitiated(t *testing.T) {
 		t.Fatalf("host got %q, %v", buf, err)
 	}
 
-	// Credit request: the answer carries the host's forwarded count.
-	g.send(VsockOpCreditRequest, 1234, hostPort, 0, nil, 1<<16, 4)
-	h, _ = g.recv()
-	if h.Op != VsockOpCreditUpdate || h.FwdCnt != 4 || h.BufAlloc != vsockBufAlloc {
-		t.Fatalf("credit update %+v", h)
+	// Credit request: the answer carries the host's forwarded count, which
+	// reaches 4 once the writer has accounted for "pong".
+	for {
+		g.send(VsockOpCreditRequest, 1234, hostPort, 0, nil, 1<<16, 4)
+		h, _ = g.recv()
+		if h.Op != VsockOpCreditUpdate || h.FwdCnt > 4 || h.BufAlloc != vsockBufAlloc {
+			t.Fatalf("credit update %+v", h)
+		}
+		if h.FwdCnt == 4 {
+			break
+		}
 	}
 
 	// The guest closes: the host answers RST and the host socket sees EOF.
@@ -234,5 +241,38 @@ func TestVsockConfig(t *testing.T) {
 	}
 	if _, err := NewVsock(2, filepath.Join(t.TempDir(), "x")); err == nil || !strings.Contains(err.Error(), "reserved") {
 		t.Fatalf("CID 2 accepted: %v", err)
+	}
+}
+
+func TestVsockHostConnectBeforeDriver(t *testing.T) {
+	uds := filepath.Join(t.TempDir(), "v.sock")
+	v, err := NewVsock(testCID, uds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	host, err := net.Dial("unix", uds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	fmt.Fprintf(host, "CONNECT 99\n")
+	// Wait until the device holds the connection.
+	for {
+		v.mu.Lock()
+		n := len(v.early)
+		v.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	d := newTestDriver(t, v)
+	d.start(FeatureRingEventIdx, 16)
+	g := &vsockGuest{testDriver: d, rxBufs: map[uint16]uint64{}}
+	g.postRX()
+	d.notify(0)
+	if h, _ := g.recv(); h.Op != VsockOpRequest || h.DstPort != 99 {
+		t.Fatalf("got %+v, want REQUEST to port 99", h)
 	}
 }
