@@ -116,7 +116,66 @@ func OpenPaths(uri string, p Paths, system, readOnly bool) (*Conn, error) {
 			return nil, err
 		}
 	}
+	if !readOnly {
+		c.autostart()
+	}
 	return c, nil
+}
+
+// autostart starts the objects marked for autostart once per boot (the
+// run directory lives on tmpfs, so its marker vanishes at reboot), as
+// libvirtd does when it starts: pools, then networks, then domains.
+// Failures are recorded in <run>/autostart.log; they must not stop the
+// shell from connecting.
+func (c *Conn) autostart() {
+	marker := filepath.Join(c.paths.Run, "autostarted")
+	if _, err := os.Stat(marker); err == nil {
+		return
+	}
+	l, err := lockState(filepath.Join(c.paths.State, "lock"), true)
+	if err != nil {
+		return
+	}
+	if _, err := os.Stat(marker); err == nil {
+		l.unlock()
+		return
+	}
+	if err := writeFileAtomic(marker, []byte("1\n"), 0o600); err != nil {
+		l.unlock()
+		return
+	}
+	l.unlock()
+	var log strings.Builder
+	note := func(kind, name string, err error) {
+		if err != nil {
+			fmt.Fprintf(&log, "autostart %s %s: %v\n", kind, name, err)
+		}
+	}
+	if pools, err := c.ListPools(); err == nil {
+		for _, p := range pools {
+			if p.Autostart && !p.Active() {
+				note("pool", p.Name, c.StartPool(p.Name))
+			}
+		}
+	}
+	if nets, err := c.ListNetworks(); err == nil {
+		for _, n := range nets {
+			if n.Autostart && !n.Active {
+				note("network", n.Name, c.StartNetwork(n.Name))
+			}
+		}
+	}
+	if doms, err := c.ListDomains(); err == nil {
+		for _, d := range doms {
+			if d.Autostart && !d.Active() {
+				_, err := c.StartDomain(d.Name, false)
+				note("domain", d.Name, err)
+			}
+		}
+	}
+	if log.Len() > 0 {
+		writeFileAtomic(filepath.Join(c.paths.Run, "autostart.log"), []byte(log.String()), 0o600)
+	}
 }
 
 func (c *Conn) domDir() string     { return filepath.Join(c.paths.Config, "domains") }

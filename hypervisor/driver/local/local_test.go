@@ -337,3 +337,42 @@ func TestDirPoolVolumes(t *testing.T) {
 	_, err = c.DefinePool([]byte("<pool type='dir'><name>b</name><target><path>/srv/x/</path></target></pool>"), "b.xml", false)
 	wantErr(t, "same target", err, "operation failed: Storage source conflict with pool: 'a'")
 }
+
+// TestAutostart checks that marked objects start on the first connection
+// after a boot (a fresh run directory), and only then.
+func TestAutostart(t *testing.T) {
+	e := newProcEngine()
+	DefaultEngine = e
+	defer func() { DefaultEngine = nil }()
+	c := openTemp(t)
+	home := os.Getenv("VSH_HOME")
+	_, err := c.DefineDomain([]byte(vmXML("auto")), "auto.xml", false)
+	mustDo(t, "define", err)
+	mustDo(t, "autostart", c.SetDomainAutostart("auto", true))
+	_, err = c.DefineDomain([]byte(vmXML("manual")), "manual.xml", false)
+	mustDo(t, "define manual", err)
+	pool := filepath.Join(t.TempDir(), "p")
+	os.Mkdir(pool, 0o755)
+	_, err = c.DefinePool([]byte("<pool type='dir'><name>p</name><target><path>"+pool+"</path></target></pool>"), "p.xml", false)
+	mustDo(t, "define pool", err)
+	mustDo(t, "pool autostart", c.SetPoolAutostart("p", true))
+
+	c2, _ := driver.Open("vsh:///session", false)
+	if d, _ := c2.LookupDomain("auto"); d.Active() {
+		t.Fatalf("autostarted without a reboot")
+	}
+	// Simulate a reboot: the run directory (tmpfs) is empty again.
+	os.RemoveAll(filepath.Join(home, "run"))
+	c3, err := driver.Open("vsh:///session", false)
+	mustDo(t, "open after reboot", err)
+	if d, _ := c3.LookupDomain("auto"); !d.Active() {
+		t.Errorf("autostart domain not started: %+v", d)
+	}
+	if d, _ := c3.LookupDomain("manual"); d.Active() {
+		t.Errorf("manual domain started: %+v", d)
+	}
+	if p, _ := c3.LookupPool("p"); !p.Active() {
+		t.Errorf("autostart pool not started: %+v", p)
+	}
+	mustDo(t, "destroy", c3.DestroyDomain("auto", false))
+}

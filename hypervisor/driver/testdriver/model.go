@@ -116,13 +116,33 @@ func normUUID(s string) string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// fillNetwork gives a network definition its generated defaults (UUID).
-// The test driver assigns no bridge names of its own.
-func fillNetwork(n *domxml.Network) error {
-	if _, err := n.FillDefaults(nil); err != nil {
-		return xmlError(err)
+// withNetworkUUID gives a network definition without a UUID a generated
+// one, as libvirt's test driver does; unlike the local driver it assigns
+// no bridge name or MAC. The UUID goes right after <name>, in the file's
+// own layout.
+func withNetworkUUID(n *domxml.Network, file string, data []byte) (*domxml.Network, error) {
+	if n.UUID != "" {
+		return n, nil
 	}
-	return nil
+	s := string(data)
+	i := strings.Index(s, "</name>")
+	if i < 0 {
+		return n, nil
+	}
+	i += len("</name>")
+	indent := "\n  "
+	if j := strings.LastIndex(s[:i], "\n"); j >= 0 {
+		k := j + 1
+		for k < len(s) && (s[k] == ' ' || s[k] == '\t') {
+			k++
+		}
+		indent = "\n" + s[j+1:k]
+	}
+	out, err := domxml.ParseNetwork(file, []byte(s[:i]+indent+"<uuid>"+domxml.NewUUID()+"</uuid>"+s[i:]), false)
+	if err != nil {
+		return nil, xmlError(err)
+	}
+	return out, nil
 }
 
 // fillPool gives a pool definition its generated defaults (UUID).

@@ -92,11 +92,7 @@ func (c *Conn) parseNet(xml []byte, file string, validate bool) (*domxml.Network
 	if err != nil {
 		return nil, err
 	}
-	// The test driver assigns no bridge names: nil means "leave it".
-	if err := fillNetwork(def); err != nil {
-		return nil, err
-	}
-	return def, nil
+	return withNetworkUUID(def, file, xml)
 }
 
 // DefineNetwork defines or redefines a persistent network.

@@ -381,3 +381,18 @@ func TestStorage(t *testing.T) {
 	_, err = c.LookupPool("pool1")
 	wantErr(t, "gone", err, "Storage pool not found: no storage pool with matching name 'pool1'")
 }
+
+// TestNetworkDefaults checks that a defined network gets a UUID and, as
+// with libvirt's test driver, no generated bridge name.
+func TestNetworkDefaults(t *testing.T) {
+	c := open(t)
+	info, err := c.DefineNetwork([]byte("<network>\n  <name>n1</name>\n  <forward mode='nat'/>\n</network>\n"), "n1.xml", false)
+	must(t, "define", err)
+	if len(info.UUID) != 36 || info.Bridge != "" {
+		t.Errorf("defined: %+v", info)
+	}
+	x, _ := c.NetworkXML("n1", false)
+	if !strings.Contains(string(x), "  <name>n1</name>\n  <uuid>"+info.UUID+"</uuid>\n") {
+		t.Errorf("XML:\n%s", x)
+	}
+}
