@@ -184,19 +184,18 @@ type Machine struct {
 // creates the VM with its TSS, identity map, irqchip and PIT, maps and
 // registers guest memory, and creates the vCPU threads. Nothing runs until
 // Start.
-func New(opts Options) (m *Machine, err error) {
+func New(opts Options) (_ *Machine, err error) {
 	if opts.VCPUs < 1 {
 		return nil, fmt.Errorf("create VM: %d vCPUs, need at least 1", opts.VCPUs)
 	}
 	if opts.APICIDs != nil && len(opts.APICIDs) != opts.VCPUs {
 		return nil, fmt.Errorf("create VM: %d APIC ids for %d vCPUs", len(opts.APICIDs), opts.VCPUs)
 	}
-	m = &Machine{opts: opts}
+	m := &Machine{opts: opts}
 	m.cond = sync.NewCond(&m.mu)
 	defer func() {
 		if err != nil {
 			m.release()
-			m = nil
 		}
 	}()
 	if m.sys, err = kvm.Open(opts.DevicePath); err != nil {

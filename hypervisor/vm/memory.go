@@ -55,7 +55,9 @@ func allocRAM(size uint64, huge, noShare bool) (*guestRAM, error) {
 		if size%hugePageSize != 0 {
 			return nil, fmt.Errorf("guest memory size %d is not a multiple of the 2 MiB huge page size", size)
 		}
-		flags |= unix.MAP_HUGETLB
+		// Without MAP_NORESERVE the kernel reserves the huge pages now, so
+		// a shortage fails here instead of as SIGBUS on a guest access.
+		flags = flags&^unix.MAP_NORESERVE | unix.MAP_HUGETLB
 	}
 	m, err := unix.Mmap(-1, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, flags)
 	if err != nil {
