@@ -46,6 +46,15 @@ var domainVariants = []variant{
 	{path: "devices/controller", attr: "type", values: []string{"pci"}, attrs: []string{"model"}},
 	{path: "devices/channel", child: "target", attrs: []string{"type"}},
 	{path: "devices/hostdev", attr: "type", values: []string{"usb"}, child: "source"},
+	{path: "devices/hostdev", attr: "type", values: []string{"scsi"}, child: "source", kids: []string{"adapter", "address"}},
+	{path: "devices/hostdev", attr: "type", values: []string{"mdev"}, attrs: []string{"model"}},
+	{path: "devices/hostdev", attr: "type", values: []string{"mdev"}, child: "source", kids: []string{"address"}},
+	{path: "devices/interface", attr: "type", values: []string{"udp"}, child: "source", kids: []string{"local"}},
+	{path: "devices/input", attr: "type", values: []string{"passthrough"}, attrs: []string{"bus"}},
+	{path: "devices/input", attr: "type", values: []string{"passthrough"}, child: "source", attrs: []string{"evdev"}},
+	{path: "devices/input", attr: "type", values: []string{"evdev"}, child: "source", attrs: []string{"dev"}},
+	{path: "devices/smartcard", attr: "mode", values: []string{"passthrough"}, attrs: []string{"type"}},
+	{path: "devices/rng", child: "backend", optional: true},
 }
 
 // poolVariants is what each pool type's schema requires: the source and
