@@ -75,7 +75,7 @@ func validName(kind, name string) error {
 
 // loadDom reads a domain by exact name; (nil, nil) when there is none.
 func (c *Conn) loadDom(name string) (*dom, error) {
-	if validName("domain", name) != nil {
+	if validName("domain", name) != nil || name == c.renamedAway() {
 		return nil, nil
 	}
 	d := &dom{name: name}

@@ -376,3 +376,53 @@ func TestAutostart(t *testing.T) {
 	}
 	mustDo(t, "destroy", c3.DestroyDomain("auto", false))
 }
+
+// TestIndexSeesOtherWriters checks that the listing cache notices
+// definitions changed by another process.
+func TestIndexSeesOtherWriters(t *testing.T) {
+	c := openTemp(t)
+	for _, n := range []string{"a", "b", "c"} {
+		_, err := c.DefineDomain([]byte(vmXML(n)), n+".xml", false)
+		mustDo(t, "define", err)
+	}
+	if l, _ := c.ListDomains(); len(l) != 3 {
+		t.Fatalf("list: %+v", l)
+	}
+	other, err := OpenPaths("vsh:///session", c.(*Conn).StatePaths(), false, false)
+	mustDo(t, "open other", err)
+	mustDo(t, "title", other.SetDomainMetadata("b", true, "changed elsewhere", driver.ModifyScope{}))
+	mustDo(t, "undefine", other.UndefineDomain("c", driver.UndefineFlags{}))
+	l, _ := c.ListDomains()
+	if len(l) != 2 || l[1].Name != "b" || l[1].Title != "changed elsewhere" {
+		t.Fatalf("stale listing: %+v", l)
+	}
+}
+
+// TestRenameRecovery checks that a rename interrupted between writing the
+// new definition and removing the old one reads as done, and is finished
+// by the next writer.
+func TestRenameRecovery(t *testing.T) {
+	c := openTemp(t)
+	conn := c.(*Conn)
+	_, err := c.DefineDomain([]byte(vmXML("old")), "old.xml", false)
+	mustDo(t, "define", err)
+	b, _ := os.ReadFile(conn.defPath("old"))
+	// The state a crash mid-rename leaves: journal, new file, old file.
+	os.WriteFile(conn.renameJournal(), []byte("old\nnew\n"), 0o600)
+	os.WriteFile(conn.defPath("new"), bytes.Replace(b, []byte("<name>old</name>"), []byte("<name>new</name>"), 1), 0o600)
+	l, _ := c.ListDomains()
+	if len(l) != 1 || l[0].Name != "new" {
+		t.Fatalf("listing mid-rename: %+v", l)
+	}
+	if _, err := c.LookupDomain("old"); driver.Code(err) != driver.ErrNoDomain {
+		t.Errorf("old name still resolves mid-rename: %v", err)
+	}
+	_, err = c.DefineDomain([]byte(vmXML("other")), "other.xml", false)
+	mustDo(t, "next write", err)
+	if _, err := os.Stat(conn.defPath("old")); !os.IsNotExist(err) {
+		t.Errorf("old definition left behind: %v", err)
+	}
+	if _, err := os.Stat(conn.renameJournal()); !os.IsNotExist(err) {
+		t.Errorf("journal left behind: %v", err)
+	}
+}
