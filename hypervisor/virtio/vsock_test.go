@@ -276,3 +276,31 @@ func TestVsockHostConnectBeforeDriver(t *testing.T) {
 		t.Fatalf("got %+v, want REQUEST to port 99", h)
 	}
 }
+
+func TestVsockHalfClose(t *testing.T) {
+	g, v := startVsock(t)
+	l, err := net.Listen("unix", v.UDSPath()+"_7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	g.send(VsockOpRequest, 1000, 7000, 0, nil, 1<<16, 0)
+	if h, _ := g.recv(); h.Op != VsockOpResponse {
+		t.Fatalf("got %+v", h)
+	}
+	host, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	g.send(VsockOpRW, 1000, 7000, 0, []byte("request"), 1<<16, 0)
+	g.send(VsockOpShutdown, 1000, 7000, VsockShutdownSend, nil, 1<<16, 0)
+	got, err := io.ReadAll(host)
+	if err != nil || string(got) != "request" {
+		t.Fatalf("host read %q, %v; want the data then EOF", got, err)
+	}
+	host.Write([]byte("reply"))
+	if h, data := g.recv(); h.Op != VsockOpRW || string(data) != "reply" {
+		t.Fatalf("guest got %+v %q after half close", h, data)
+	}
+}
