@@ -170,6 +170,15 @@ type lockFile struct{ f *os.File }
 // lockState takes the lock on path, exclusive for mutations.
 func lockState(path string, exclusive bool) (*lockFile, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil && !exclusive {
+		// A reader without write access (virsh -r on the system
+		// connection) shares the lock through a read-only descriptor, or
+		// reads unlocked when no writer ever created the lock file.
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			return &lockFile{}, nil
+		}
+	}
 	if err != nil {
 		return nil, sysErr("cannot open lock file '%s'", err, path)
 	}

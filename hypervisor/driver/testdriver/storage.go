@@ -281,8 +281,12 @@ func volInfo(p *pool, v *volume) driver.VolumeInfo {
 	if format == "" {
 		format = "raw"
 	}
+	poolName := ""
+	if p != nil {
+		poolName = p.def.Name
+	}
 	return driver.VolumeInfo{
-		Name: v.def.Name, Pool: p.def.Name, Key: v.path, Path: v.path, Type: "file",
+		Name: v.def.Name, Pool: poolName, Key: v.path, Path: v.path, Type: "file",
 		Format: format, CapacityBytes: v.def.CapacityBytes, AllocationBytes: v.def.AllocationBytes,
 	}
 }
@@ -475,5 +479,8 @@ func (c *Conn) VolumeXML(vol driver.VolumeInfo) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.def.XML(), nil
+	// vol-dumpxml describes the volume in libvirt's layout, whatever the
+	// layout of the XML it was created from.
+	in := volInfo(nil, v)
+	return domxml.NewVolume(in.Name, in.CapacityBytes, in.AllocationBytes, in.Format, in.Path).XML(), nil
 }

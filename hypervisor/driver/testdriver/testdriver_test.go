@@ -396,3 +396,26 @@ func TestNetworkDefaults(t *testing.T) {
 		t.Errorf("XML:\n%s", x)
 	}
 }
+
+// TestVolumeXML checks vol-dumpxml against captures/netpool.txt.
+func TestVolumeXML(t *testing.T) {
+	c := open(t)
+	v, err := c.CreateVolume("default-pool", []byte("<volume>\n  <name>disk1.qcow2</name>\n  <capacity unit='G'>10</capacity>\n  <allocation>0</allocation>\n  <target><format type='qcow2'/></target>\n</volume>\n"), "vol1.xml", false)
+	must(t, "create", err)
+	x, err := c.VolumeXML(v)
+	must(t, "xml", err)
+	want := `<volume type='file'>
+  <name>disk1.qcow2</name>
+  <key>/default-pool/disk1.qcow2</key>
+  <capacity unit='bytes'>10737418240</capacity>
+  <allocation unit='bytes'>0</allocation>
+  <target>
+    <path>/default-pool/disk1.qcow2</path>
+    <format type='qcow2'/>
+  </target>
+</volume>
+`
+	if string(x) != want {
+		t.Errorf("vol-dumpxml:\n%s\nwant:\n%s", x, want)
+	}
+}
