@@ -69,21 +69,9 @@ func (s *Shell) console(name, devname string, force bool) error {
 	s.extraf("\n")
 
 	fd := int(os.Stdin.Fd())
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	old, err := makeRaw(fd)
 	if err != nil {
 		return fail(nil, "Cannot run interactive console without a controlling TTY")
-	}
-	raw := *old
-	// cfmakeraw
-	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	raw.Oflag &^= unix.OPOST
-	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	raw.Cflag &^= unix.CSIZE | unix.PARENB
-	raw.Cflag |= unix.CS8
-	raw.Cc[unix.VMIN] = 1
-	raw.Cc[unix.VTIME] = 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
-		return fail(err, "unable to set tty attributes")
 	}
 	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
 

@@ -108,18 +108,56 @@ func (s *Shell) editObject(kind string, orig []byte, define func([]byte, bool) e
 	}
 }
 
-// askReedit asks virsh's question and returns the answer's first letter.
+// askReedit asks virsh's question and returns the answer, read as one
+// key press in raw mode like virsh's vshAskReedit.
 func (s *Shell) askReedit() byte {
 	s.printf("Failed. Try again? [y,n,i,f,?]: ")
-	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-	if err != nil && line == "" {
+	fd := int(os.Stdin.Fd())
+	old, err := makeRaw(fd)
+	if err != nil {
+		line, rerr := bufio.NewReader(os.Stdin).ReadString('\n')
+		if rerr != nil && line == "" {
+			return 'n'
+		}
+		line = strings.TrimSpace(strings.ToLower(line))
+		if line == "" {
+			return 0
+		}
+		return line[0]
+	}
+	var b [1]byte
+	n, _ := os.Stdin.Read(b[:])
+	unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	s.printf("\r\n")
+	if n == 0 {
 		return 'n'
 	}
-	line = strings.TrimSpace(strings.ToLower(line))
-	if line == "" {
-		return 0
+	c := b[0]
+	if c >= 'A' && c <= 'Z' {
+		c += 'a' - 'A'
 	}
-	return line[0]
+	return c
+}
+
+// makeRaw puts the terminal fd in raw mode (cfmakeraw) and returns the
+// previous settings.
+func makeRaw(fd int) (*unix.Termios, error) {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
+	}
+	raw := *old
+	raw.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
+	raw.Oflag &^= unix.OPOST
+	raw.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
+	raw.Cflag &^= unix.CSIZE | unix.PARENB
+	raw.Cflag |= unix.CS8
+	raw.Cc[unix.VMIN] = 1
+	raw.Cc[unix.VTIME] = 0
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &raw); err != nil {
+		return nil, err
+	}
+	return old, nil
 }
 
 func isTerminal(f *os.File) bool {

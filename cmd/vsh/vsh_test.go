@@ -116,6 +116,7 @@ func TestCaptured(t *testing.T) {
 		name   string
 		args   []string
 		stdin  string
+		env    []string // extra environment
 		stdout string
 		stderr string
 		rc     int
@@ -232,6 +233,14 @@ func TestCaptured(t *testing.T) {
 		{name: "volumes", args: []string{"vol-create default-pool vol1.xml; vol-create-as default-pool raw1.img 2G --allocation 2G; vol-info disk1.qcow2 --pool default-pool; vol-delete disk1.qcow2 --pool default-pool"},
 			stdout: "Vol disk1.qcow2 created from vol1.xml\n\nVol raw1.img created\n\nName:           disk1.qcow2\nType:           file\nCapacity:       10.00 GiB\nAllocation:     0.00 B\n\nVol disk1.qcow2 deleted\n\n"},
 
+		// edit (captures/edit.txt); without a terminal a failed edit
+		// reports the error and fails instead of asking.
+		{name: "edit unchanged", args: []string{"edit", "test"}, env: []string{"EDITOR=true"}, stdout: "Domain 'test' XML configuration not changed.\n\n"},
+		{name: "edit changed", args: []string{"edit test; dumpxml --inactive test"}, env: []string{"VISUAL=sed -i s/2097152/1048576/", "EDITOR=false"},
+			stdout: "Domain 'test' XML configuration edited.\n\n"},
+		{name: "edit broken", args: []string{"edit", "test"}, env: []string{"EDITOR=sed -i 's/<name>/<nam>/'"}, stdout: "\n", rc: 1},
+		{name: "console without tty", args: []string{"console", "test"}, stdout: "\n", stderr: "error: Cannot run interactive console without a controlling TTY\n", rc: 1},
+
 		// Stdin script mode (virsh echoes each line after the prompt).
 		{name: "stdin", stdin: "list --name\ndominfo nosuch\n",
 			stdout: "Welcome to vsh, the virtualization interactive terminal.\n\nType:  'help' for help with commands\n       'quit' to quit\n\nvsh # list --name\ntest\n\nvsh # dominfo nosuch\n\nvsh # \n",
@@ -244,7 +253,19 @@ func TestCaptured(t *testing.T) {
 			if tt.name == "bad uri" || tt.name == "-c without value" {
 				args = tt.args
 			}
-			got := run(t, testEnv(t), tt.stdin, vshBin, args...)
+			got := run(t, append(testEnv(t), tt.env...), tt.stdin, vshBin, args...)
+			if tt.name == "edit changed" {
+				if !strings.Contains(got.stdout, "<currentMemory unit='KiB'>1048576</currentMemory>") {
+					t.Errorf("edited definition not saved:\n%s", got.stdout)
+				}
+				got.stdout = got.stdout[:strings.Index(got.stdout, "\n\n")+2]
+			}
+			if tt.name == "edit broken" {
+				if !strings.HasPrefix(got.stderr, "error: ") {
+					t.Errorf("stderr = %q, want the define error", got.stderr)
+				}
+				got.stderr = ""
+			}
 			if out := normalize(got.stdout); out != normalize(tt.stdout) {
 				t.Errorf("stdout:\n%s\nwant:\n%s", out, tt.stdout)
 			}
@@ -436,14 +457,24 @@ func lineDiff(a, b string) string {
 	return out.String()
 }
 
-// TestInteractive drives vsh under a pseudo-terminal: banner and prompt,
-// Tab completion of a command name, running it, history file, quit.
-func TestInteractive(t *testing.T) {
+// ptySession is vsh running under a pseudo-terminal.
+type ptySession struct {
+	t      *testing.T
+	ptmx   *os.File
+	cmd    *exec.Cmd
+	out    bytes.Buffer
+	chunks chan []byte
+}
+
+// startPTY starts vsh with args on a new pseudo-terminal as its
+// controlling terminal.
+func startPTY(t *testing.T, env []string, args ...string) *ptySession {
+	t.Helper()
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		t.Skipf("no pseudo-terminals: %v", err)
 	}
-	defer ptmx.Close()
+	t.Cleanup(func() { ptmx.Close() })
 	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
 		t.Fatalf("unlockpt: %v", err)
 	}
@@ -457,73 +488,127 @@ func TestInteractive(t *testing.T) {
 	}
 	defer tty.Close()
 	unix.IoctlSetWinsize(int(tty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 120})
-
-	env := testEnv(t)
-	var cache string
-	for _, e := range env {
-		if strings.HasPrefix(e, "XDG_CACHE_HOME=") {
-			cache = strings.TrimPrefix(e, "XDG_CACHE_HOME=")
-		}
-	}
-	cmd := exec.Command(vshBin, "-c", "test:///default")
+	cmd := exec.Command(vshBin, args...)
+	cmd.Dir = "testdata"
 	cmd.Env = append(env, "TERM=dumb")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &unix.SysProcAttr{Setsid: true, Setctty: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-
-	var out bytes.Buffer
-	chunks := make(chan []byte, 64)
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p := &ptySession{t: t, ptmx: ptmx, cmd: cmd, chunks: make(chan []byte, 64)}
 	go func() {
 		buf := make([]byte, 4096)
 		for {
 			n, err := ptmx.Read(buf)
 			if n > 0 {
-				chunks <- append([]byte(nil), buf[:n]...)
+				p.chunks <- append([]byte(nil), buf[:n]...)
 			}
 			if err != nil {
-				close(chunks)
+				close(p.chunks)
 				return
 			}
 		}
 	}()
-	// expect waits for text to appear; the deadline only guards against
-	// a hung child and is far above any normal run.
-	expect := func(s string) {
-		t.Helper()
-		deadline := time.After(30 * time.Second)
-		for !strings.Contains(out.String(), s) {
-			select {
-			case c, ok := <-chunks:
-				if !ok {
-					t.Fatalf("vsh exited before %q; output:\n%s", s, out.String())
-				}
-				out.Write(c)
-			case <-deadline:
-				t.Fatalf("no %q in output:\n%s", s, out.String())
+	return p
+}
+
+// expect waits for text to appear in the output; the deadline only
+// guards against a hung child and is far above any normal run.
+func (p *ptySession) expect(s string) {
+	p.t.Helper()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(p.out.String(), s) {
+		select {
+		case c, ok := <-p.chunks:
+			if !ok {
+				p.t.Fatalf("vsh exited before %q; output:\n%s", s, p.out.String())
 			}
+			p.out.Write(c)
+		case <-deadline:
+			p.t.Fatalf("no %q in output:\n%s", s, p.out.String())
 		}
 	}
-	expect("Welcome to vsh, the virtualization interactive terminal.")
-	expect("vsh # ")
-	ptmx.WriteString("domst\t")
-	expect("domstate ")
-	ptmx.WriteString("te\t")
-	expect("domstate test ")
-	ptmx.WriteString("\r")
-	expect("running")
-	out.Reset()
-	ptmx.WriteString("quit\r")
-	if err := cmd.Wait(); err != nil {
+}
+
+func (p *ptySession) send(s string) {
+	if _, err := p.ptmx.WriteString(s); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func envValue(env []string, key string) string {
+	v := ""
+	for _, e := range env {
+		if strings.HasPrefix(e, key+"=") {
+			v = strings.TrimPrefix(e, key+"=")
+		}
+	}
+	return v
+}
+
+// TestInteractive drives vsh under a pseudo-terminal: banner and prompt,
+// Tab completion of a command name and a domain name, running it, the
+// history file, quit.
+func TestInteractive(t *testing.T) {
+	env := testEnv(t)
+	p := startPTY(t, env, "-c", "test:///default")
+	p.expect("Welcome to vsh, the virtualization interactive terminal.")
+	p.expect("vsh # ")
+	p.send("domst\t")
+	p.expect("domstate ")
+	p.send("te\t")
+	p.expect("domstate test ")
+	p.send("\r")
+	p.expect("running")
+	p.out.Reset()
+	p.send("quit\r")
+	if err := p.cmd.Wait(); err != nil {
 		t.Errorf("vsh exited with %v", err)
 	}
-	hist, err := os.ReadFile(filepath.Join(cache, "vsh", "history"))
+	hist, err := os.ReadFile(filepath.Join(envValue(env, "XDG_CACHE_HOME"), "vsh", "history"))
 	if err != nil {
 		t.Fatalf("history: %v", err)
 	}
 	if !strings.Contains(string(hist), "domstate test") || !strings.Contains(string(hist), "quit") {
 		t.Errorf("history file = %q", hist)
+	}
+}
+
+// TestReadOnlyPrompt checks the read-only prompt and that Ctrl-D exits 0
+// even after a failed command.
+func TestReadOnlyPrompt(t *testing.T) {
+	p := startPTY(t, testEnv(t), "-q", "-r", "-c", "test:///default")
+	p.expect("vsh > ")
+	p.send("destroy test\r")
+	p.expect("read only access prevents virDomainDestroy")
+	p.expect("vsh > ")
+	p.send("\x04")
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("vsh exited with %v, want 0", err)
+	}
+	if strings.Contains(p.out.String(), "Welcome") {
+		t.Errorf("-q printed the banner:\n%s", p.out.String())
+	}
+}
+
+// TestEditTryAgain breaks the XML in the editor and answers virsh's
+// "Try again?" question: '?' prints the choices, 'y' reopens the editor
+// (which breaks it again), 'n' gives up.
+func TestEditTryAgain(t *testing.T) {
+	env := append(testEnv(t), "EDITOR=sed -i 's/<name>/<nam>/'")
+	p := startPTY(t, env, "-c", "test:///default", "edit test")
+	p.expect("Failed. Try again? [y,n,i,f,?]: ")
+	p.send("?")
+	p.expect("y - yes, start editor again\r\nn - no, throw away my changes\r\ni - turn off validation and try to redefine again\r\nf - force, try to redefine again\r\n? - print this help\r\n")
+	p.expect("Failed. Try again? [y,n,i,f,?]: ")
+	p.out.Reset()
+	p.send("y")
+	p.expect("Failed. Try again? [y,n,i,f,?]: ")
+	p.send("n")
+	err := p.cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("vsh exited with %v, want exit status 1", err)
 	}
 }
