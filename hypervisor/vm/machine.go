@@ -175,6 +175,10 @@ type Machine struct {
 	exitSet   bool
 	phaseDone chan struct{}
 
+	sysfixMu    sync.Mutex
+	sysfix      syscallFixup
+	sysfixArmed atomic.Bool
+
 	// park tells the vCPUs to leave KVM_RUN and return to their command
 	// loop; it is set before they are kicked.
 	park atomic.Bool
@@ -326,6 +330,10 @@ func (m *Machine) Start() error {
 // Boot hook. The vCPUs are parked.
 func (m *Machine) boot(reset bool) error {
 	if reset {
+		m.sysfixMu.Lock()
+		m.sysfix.requested, m.sysfix.va, m.sysfix.slot = false, 0, 0
+		m.sysfixArmed.Store(false)
+		m.sysfixMu.Unlock()
 		if err := m.ram.discard(); err != nil {
 			return err
 		}
@@ -556,6 +564,10 @@ func (m *Machine) release() error {
 	}
 	if m.ram != nil {
 		errs = append(errs, m.ram.free())
+	}
+	if m.sysfix.mapping != nil {
+		errs = append(errs, unix.Munmap(m.sysfix.mapping))
+		m.sysfix.mapping = nil
 	}
 	return errors.Join(errs...)
 }

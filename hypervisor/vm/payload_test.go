@@ -126,6 +126,9 @@ type testDevices struct {
 	markers   []uint32
 	mmioWrite uint64
 	markerCh  chan uint32
+	// onMarker, when set, runs in the marker port's write path (on the
+	// vCPU thread), like a console hook.
+	onMarker func(uint32)
 }
 
 type portFunc func(off uint64, data []byte, write bool)
@@ -164,7 +167,11 @@ func (d *testDevices) register(t testing.TB, m *Machine) {
 		v := binary.LittleEndian.Uint32(b[:])
 		d.mu.Lock()
 		d.markers = append(d.markers, v)
+		hook := d.onMarker
 		d.mu.Unlock()
+		if hook != nil {
+			hook(v)
+		}
 		select {
 		case d.markerCh <- v:
 		default:
@@ -675,5 +682,53 @@ func TestIOEventFDFromGuest(t *testing.T) {
 	}
 	if st := m.Stats(); st[0].MMIOExits != 0 {
 		t.Errorf("%d MMIO exits: the doorbell write should not leave the kernel", st[0].MMIOExits)
+	}
+}
+
+// TestSyscallFixup runs a ring-3 syscall whose LSTAR handler reports its
+// CS. With the fix-up armed (from the marker port, on the vCPU thread, as
+// a console hook would) the handler must run in ring 0 with the kernel CS
+// from MSR_STAR, on PVM hosts as on real hardware.
+func TestSyscallFixup(t *testing.T) {
+	// mov dx,0x502; mov eax,1; out dx,eax; syscall; ud2; (pad to 0x20)
+	// handler: mov eax,cs; mov dx,0x502; out dx,eax; mov dx,0x501; out dx,al; jmp $
+	code := make([]byte, 0x2e)
+	copy(code, []byte{0x66, 0xba, 0x02, 0x05, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xef, 0x0f, 0x05, 0x0f, 0x0b})
+	copy(code[0x20:], []byte{0x8c, 0xc8, 0x66, 0xba, 0x02, 0x05, 0xef, 0x66, 0xba, 0x01, 0x05, 0xee, 0xeb, 0xfe})
+	m, d := newPayloadVM(t, code, payloadOpts{after: func(m *Machine) error {
+		s, err := m.VCPU(0).Sregs()
+		if err != nil {
+			return err
+		}
+		s.EFER |= 1 // SCE: enable syscall
+		if err := m.VCPU(0).SetSregs(s); err != nil {
+			return err
+		}
+		return m.VCPU(0).Do(func(k *kvm.VCPU) error {
+			return k.SetMSRs([]kvm.MSREntry{
+				{Index: 0xc0000081, Data: 0x10 << 32},         // STAR: kernel CS 0x10, SS 0x18
+				{Index: 0xc0000082, Data: payloadBase + 0x20}, // LSTAR
+				{Index: 0xc0000084, Data: 0x200},              // SFMASK: clear IF
+			})
+		})
+	}})
+	m.opts.PVMFixups = true // also exercise the path on non-PVM hosts
+	d.onMarker = func(v uint32) {
+		if v == 1 {
+			m.EnableSyscallFixup()
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e := waitExit(t, m)
+	if e.Kind != ExitPoweroff {
+		r, _ := m.VCPU(0).Regs()
+		t.Fatalf("exit = %v, want poweroff from the handler; markers %#x, RIP %#x", e, d.markers, r.RIP)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.markers) != 2 || d.markers[1] != 0x10 {
+		t.Fatalf("markers %#x, want [1 0x10]: the handler must run with CS 0x10", d.markers)
 	}
 }

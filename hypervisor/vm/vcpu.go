@@ -30,6 +30,10 @@ type VCPU struct {
 	powerOnLAPIC kvm.LAPICState
 	cpuidSet     bool // touched only on the vCPU thread
 
+	// SYSCALL fix-up state, touched only on the vCPU thread.
+	syscallInstalled        bool
+	realLSTAR, star, sfmask uint64
+
 	exits, ioExits, mmioExits atomic.Uint64
 }
 
@@ -141,6 +145,7 @@ func (c *VCPU) kick() {
 // firmware would set up: CPUID, boot MSRs, FPU, LINT0/LINT1. vCPU 0 is
 // runnable; the others wait for INIT/SIPI.
 func (c *VCPU) powerOn() error {
+	c.syscallInstalled = false
 	// KVM refuses to change CPUID once a vCPU has run (and the table is
 	// the same on every reset), so it is set once.
 	if !c.cpuidSet {
@@ -320,15 +325,22 @@ func (c *VCPU) runLoop() {
 		}
 		err := c.k.RunOnce()
 		if err == unix.EINTR {
-			continue
+			// A kick: clearing immediate_exit is safe because park is
+			// checked again before the next KVM_RUN.
+			run.SetImmediateExit(false)
+		} else {
+			c.exits.Add(1)
+			if err != nil {
+				c.m.finish(Exit{Kind: ExitCrash, VCPU: c.index, Detail: "KVM_RUN failed", Err: err})
+				continue
+			}
+			if e, stop := c.handleExit(run); stop {
+				c.m.finish(e)
+				continue
+			}
 		}
-		c.exits.Add(1)
-		if err != nil {
-			c.m.finish(Exit{Kind: ExitCrash, VCPU: c.index, Detail: "KVM_RUN failed", Err: err})
-			continue
-		}
-		if e, stop := c.handleExit(run); stop {
-			c.m.finish(e)
+		if err := c.maybeInstallSyscallFixup(); err != nil {
+			c.m.finish(c.crash("SYSCALL fix-up", err))
 		}
 	}
 }
@@ -359,6 +371,12 @@ func (c *VCPU) handleExit(run *kvm.Run) (Exit, bool) {
 		mm, err := run.MMIO()
 		if err != nil {
 			return c.crash("bad MMIO exit", err), true
+		}
+		if c.isSyscallDoorbell(mm.PhysAddr) {
+			if err := c.completeSyscall(); err != nil {
+				return c.crash("SYSCALL fix-up", err), true
+			}
+			return Exit{}, false
 		}
 		if mm.IsWrite {
 			c.m.devs.MMIOBus().Write(mm.PhysAddr, mm.Data)
