@@ -53,6 +53,20 @@ type VolumeFormat interface {
 	Resize(f *os.File, capacity uint64, allocate bool) error
 }
 
+// VolumeCloner is implemented by formats with a cheaper clone than a
+// sparse copy of the file (qcow2: a copy-on-write overlay).
+type VolumeCloner interface {
+	// Clone fills dst, an empty file just created, as a clone of src.
+	Clone(dst, src *os.File) error
+}
+
+// VolumeWiper is implemented by formats that can erase a volume's content
+// while keeping it a valid image; formats other than raw without it refuse
+// vol-wipe rather than destroy their metadata.
+type VolumeWiper interface {
+	Wipe(f *os.File) error
+}
+
 // Backing names a copy-on-write volume's backing image.
 type Backing struct{ Path, Format string }
 
@@ -893,7 +907,11 @@ func (c *Conn) CloneVolume(src driver.VolumeInfo, newName string) (driver.Volume
 		if err != nil {
 			return sysErr("cannot create volume '%s'", err, dst)
 		}
-		err = sparseCopy(out, in, st.Size())
+		if cl, ok := VolumeFormats[sv.Format].(VolumeCloner); ok {
+			err = cl.Clone(out, in)
+		} else {
+			err = sparseCopy(out, in, st.Size())
+		}
 		if err == nil {
 			err = out.Sync()
 		}
@@ -991,6 +1009,15 @@ func (c *Conn) WipeVolume(vol driver.VolumeInfo) error {
 			return sysErr("cannot open volume '%s'", err, v.Path)
 		}
 		defer f.Close()
+		if w, ok := VolumeFormats[v.Format].(VolumeWiper); ok {
+			if err := w.Wipe(f); err != nil {
+				return err
+			}
+			return f.Sync()
+		}
+		if v.Format != "raw" {
+			return driver.Errorf(driver.ErrConfigUnsupported, "wiping '%s' volumes is not supported by vsh yet", v.Format)
+		}
 		st, err := f.Stat()
 		if err != nil {
 			return sysErr("cannot stat volume '%s'", err, v.Path)
