@@ -496,7 +496,7 @@ func startPTY(t *testing.T, env []string, args ...string) *ptySession {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { cmd.Process.Kill() })
 	p := &ptySession{t: t, ptmx: ptmx, cmd: cmd, chunks: make(chan []byte, 64)}
 	go func() {
 		buf := make([]byte, 4096)
@@ -532,7 +532,40 @@ func (p *ptySession) expect(s string) {
 	}
 }
 
+// waitRaw waits until vsh has put the terminal in raw mode (readline,
+// the Try again question), so that keys are not taken by the line
+// discipline.
+func (p *ptySession) waitRaw() {
+	p.t.Helper()
+	for i := 0; i < 3000; i++ {
+		tio, err := unix.IoctlGetTermios(int(p.ptmx.Fd()), unix.TCGETS)
+		if err != nil {
+			p.t.Fatalf("tcgetattr: %v", err)
+		}
+		if tio.Lflag&unix.ICANON == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.t.Fatalf("terminal never left canonical mode; output:\n%s", p.out.String())
+}
+
+// wait waits for vsh to exit; the guard kills a hung child.
+func (p *ptySession) wait() error {
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		p.t.Fatalf("vsh did not exit; output:\n%s", p.out.String())
+		return nil
+	}
+}
+
 func (p *ptySession) send(s string) {
+	p.waitRaw()
 	if _, err := p.ptmx.WriteString(s); err != nil {
 		p.t.Fatal(err)
 	}
@@ -564,7 +597,7 @@ func TestInteractive(t *testing.T) {
 	p.expect("running")
 	p.out.Reset()
 	p.send("quit\r")
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.wait(); err != nil {
 		t.Errorf("vsh exited with %v", err)
 	}
 	hist, err := os.ReadFile(filepath.Join(envValue(env, "XDG_CACHE_HOME"), "vsh", "history"))
@@ -585,7 +618,7 @@ func TestReadOnlyPrompt(t *testing.T) {
 	p.expect("read only access prevents virDomainDestroy")
 	p.expect("vsh > ")
 	p.send("\x04")
-	if err := p.cmd.Wait(); err != nil {
+	if err := p.wait(); err != nil {
 		t.Errorf("vsh exited with %v, want 0", err)
 	}
 	if strings.Contains(p.out.String(), "Welcome") {
@@ -607,7 +640,7 @@ func TestEditTryAgain(t *testing.T) {
 	p.send("y")
 	p.expect("Failed. Try again? [y,n,i,f,?]: ")
 	p.send("n")
-	err := p.cmd.Wait()
+	err := p.wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("vsh exited with %v, want exit status 1", err)
 	}
