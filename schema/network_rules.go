@@ -19,8 +19,6 @@ network @connections=uint32 @ipv6=yesno @trustGuestRxFilters=yesno
   name! :objname
   metadata any
   uuid :uuid
-  title :re([^\n]*)
-  description :str
   bridge @name=devname @zone=re([a-zA-Z0-9_\-]+) @stp=onoff @delay=uint @macTableManager=enum(kernel|libvirt)
   mtu @size!=port
   mac @address!=mac

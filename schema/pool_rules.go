@@ -29,7 +29,7 @@ pool @type!=enum(dir|fs|netfs|logical|disk|iscsi|iscsi-direct|scsi|mpath|rbd|she
     format @type!=enum(auto|ext2|ext3|ext4|ufs|iso9660|udf|gfs|gfs2|vfat|hfs+|xfs|ocfs2|vmfs|nfs|cifs|glusterfs|unknown|lvm2|dos|dvh|gpt|mac|bsd|pc98|sun)
     protocol @ver!=str
     auth @type!=enum(chap|ceph) @username!=str
-      secret! @uuid=uuid @usage=str
+      secret! @uuid=str @usage=str
     vendor @name!=str
     product @name!=str
     initiator
@@ -44,7 +44,7 @@ pool @type!=enum(dir|fs|netfs|logical|disk|iscsi|iscsi-direct|scsi|mpath|rbd|she
   refresh
     volume @allocation!=enum(default|capacity)
   fs:mount_opts
-    option* @name!=str
+    fs:option* @name!=str
   rbd:config_opts
-    option* @name!=str @value!=str
+    rbd:option* @name!=str @value!=str
 `
