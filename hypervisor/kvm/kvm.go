@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -124,53 +125,88 @@ func (s *System) CreateVM() (*VM, error) {
 	return &VM{fd: int(r)}, nil
 }
 
-// VM is a KVM virtual machine fd.
+// VM is a KVM virtual machine fd. Its methods are safe for concurrent use,
+// and after Close they fail with ErrClosed instead of reaching whatever
+// file reuses the fd number (device goroutines may outlive the VM).
 type VM struct {
-	fd int
+	mu     sync.RWMutex
+	fd     int
+	closed bool
 }
+
+// ErrClosed is returned by VM methods after Close.
+var ErrClosed = errors.New("KVM VM is closed")
 
 // FD returns the file descriptor.
 func (vm *VM) FD() int { return vm.fd }
 
 // Close closes the VM fd; the kernel frees the VM once every vCPU fd is
 // closed too.
-func (vm *VM) Close() error { return unix.Close(vm.fd) }
+func (vm *VM) Close() error {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.closed {
+		return nil
+	}
+	vm.closed = true
+	return unix.Close(vm.fd)
+}
+
+// vmCall is call on the VM fd, guarded against Close.
+func (vm *VM) vmCall(req uintptr, arg unsafe.Pointer) (uintptr, error) {
+	vm.mu.RLock()
+	defer vm.mu.RUnlock()
+	if vm.closed {
+		return 0, fmt.Errorf("%s: %w", ioctlName(req), ErrClosed)
+	}
+	return call(vm.fd, req, arg)
+}
+
+// vmCallVal is callVal on the VM fd, guarded against Close.
+func (vm *VM) vmCallVal(req, arg uintptr) (uintptr, error) {
+	vm.mu.RLock()
+	defer vm.mu.RUnlock()
+	if vm.closed {
+		return 0, fmt.Errorf("%s: %w", ioctlName(req), ErrClosed)
+	}
+	return callVal(vm.fd, req, arg)
+}
 
 // CheckExtension asks the VM fd about a capability (some answers are per VM).
 func (vm *VM) CheckExtension(cap uintptr) (int, error) {
-	r, err := callVal(vm.fd, KVM_CHECK_EXTENSION, cap)
+	r, err := vm.vmCallVal(KVM_CHECK_EXTENSION, cap)
 	return int(r), err
 }
 
 // SetTSSAddr places the 3-page TSS region KVM needs on Intel hosts.
 func (vm *VM) SetTSSAddr(addr uint64) error {
-	_, err := callVal(vm.fd, KVM_SET_TSS_ADDR, uintptr(addr))
+	_, err := vm.vmCallVal(KVM_SET_TSS_ADDR, uintptr(addr))
 	return err
 }
 
 // SetIdentityMapAddr places the 1-page identity map region; it must come
 // before the first vCPU is created.
 func (vm *VM) SetIdentityMapAddr(addr uint64) error {
-	_, err := call(vm.fd, KVM_SET_IDENTITY_MAP_ADDR, unsafe.Pointer(&addr))
+	_, err := vm.vmCall(KVM_SET_IDENTITY_MAP_ADDR, unsafe.Pointer(&addr))
 	return err
 }
 
 // CreateIRQChip creates the in-kernel PICs, IOAPIC and LAPICs.
 func (vm *VM) CreateIRQChip() error {
-	_, err := callVal(vm.fd, KVM_CREATE_IRQCHIP, 0)
+	_, err := vm.vmCallVal(KVM_CREATE_IRQCHIP, 0)
 	return err
 }
 
 // CreatePIT2 creates the in-kernel i8254 PIT.
 func (vm *VM) CreatePIT2(flags uint32) error {
 	c := PITConfig{Flags: flags}
-	_, err := call(vm.fd, KVM_CREATE_PIT2, unsafe.Pointer(&c))
+	_, err := vm.vmCall(KVM_CREATE_PIT2, unsafe.Pointer(&c))
 	return err
 }
 
 // SetUserMemoryRegion registers (or, with size 0, deletes) a memory slot.
 func (vm *VM) SetUserMemoryRegion(r UserspaceMemoryRegion) error {
-	_, err := call(vm.fd, KVM_SET_USER_MEMORY_REGION, unsafe.Pointer(&r))
+	_, err := vm.vmCall(KVM_SET_USER_MEMORY_REGION, unsafe.Pointer(&r))
 	return err
 }
 
@@ -180,46 +216,46 @@ func (vm *VM) IRQLine(gsi uint32, high bool) error {
 	if high {
 		l.Level = 1
 	}
-	_, err := call(vm.fd, KVM_IRQ_LINE, unsafe.Pointer(&l))
+	_, err := vm.vmCall(KVM_IRQ_LINE, unsafe.Pointer(&l))
 	return err
 }
 
 // GetIRQChip reads one irqchip's state (chip is IRQChipPICMaster, ...).
 func (vm *VM) GetIRQChip(chip uint32) (IRQChip, error) {
 	c := IRQChip{ChipID: chip}
-	_, err := call(vm.fd, KVM_GET_IRQCHIP, unsafe.Pointer(&c))
+	_, err := vm.vmCall(KVM_GET_IRQCHIP, unsafe.Pointer(&c))
 	return c, err
 }
 
 // SetIRQChip restores one irqchip's state.
 func (vm *VM) SetIRQChip(c IRQChip) error {
-	_, err := call(vm.fd, KVM_SET_IRQCHIP, unsafe.Pointer(&c))
+	_, err := vm.vmCall(KVM_SET_IRQCHIP, unsafe.Pointer(&c))
 	return err
 }
 
 // IRQFD binds (or with IRQFDFlagDeassign unbinds) an eventfd to a GSI.
 func (vm *VM) IRQFD(f IRQFD) error {
-	_, err := call(vm.fd, KVM_IRQFD, unsafe.Pointer(&f))
+	_, err := vm.vmCall(KVM_IRQFD, unsafe.Pointer(&f))
 	return err
 }
 
 // IOEventFD registers (or with IOEventFDFlagDeassign removes) an eventfd
 // signalled by guest writes to an address.
 func (vm *VM) IOEventFD(f IOEventFD) error {
-	_, err := call(vm.fd, KVM_IOEVENTFD, unsafe.Pointer(&f))
+	_, err := vm.vmCall(KVM_IOEVENTFD, unsafe.Pointer(&f))
 	return err
 }
 
 // SignalMSI injects a message-signalled interrupt.
 func (vm *VM) SignalMSI(m MSI) error {
-	_, err := call(vm.fd, KVM_SIGNAL_MSI, unsafe.Pointer(&m))
+	_, err := vm.vmCall(KVM_SIGNAL_MSI, unsafe.Pointer(&m))
 	return err
 }
 
 // CreateVCPU creates vCPU id (its APIC id) and maps its kvm_run page;
 // mmapSize comes from System.VCPUMmapSize.
 func (vm *VM) CreateVCPU(id int, mmapSize int) (*VCPU, error) {
-	r, err := callVal(vm.fd, KVM_CREATE_VCPU, uintptr(id))
+	r, err := vm.vmCallVal(KVM_CREATE_VCPU, uintptr(id))
 	if err != nil {
 		return nil, fmt.Errorf("vCPU %d: %w", id, err)
 	}

@@ -550,7 +550,6 @@ func (m *Machine) release() error {
 			errs = append(errs, err)
 		}
 	}
-	m.vcpus = nil
 	if m.devs != nil {
 		m.devs.close()
 	}

@@ -732,3 +732,28 @@ func TestSyscallFixup(t *testing.T) {
 		t.Fatalf("markers %#x, want [1 0x10]: the handler must run with CS 0x10", d.markers)
 	}
 }
+
+// TestDeviceCallsAfterClose: device goroutines can outlive the machine;
+// their interrupts and exit requests must fail or do nothing, never reach
+// a reused fd or an unmapped kvm_run page.
+func TestDeviceCallsAfterClose(t *testing.T) {
+	m, _ := newPayloadVM(t, payloadSMP, payloadOpts{vcpus: 2})
+	irq, err := m.Devices().ClaimIRQ("late", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.RequestExit(ExitPoweroff, "late device")
+	m.EnableSyscallFixup()
+	if err := irq.Trigger(); err == nil {
+		t.Error("Trigger after Close succeeded")
+	}
+	if st := m.Stats(); len(st) != 2 {
+		t.Errorf("Stats after Close: %d vCPUs", len(st))
+	}
+}

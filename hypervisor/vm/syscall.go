@@ -64,17 +64,10 @@ func (m *Machine) EnableSyscallFixup() {
 		return
 	}
 	m.sysfixArmed.Store(true)
+	// A kick without park: each vCPU leaves KVM_RUN once and installs
+	// its LSTAR before going back in.
 	for _, c := range m.vcpus {
-		c.kickNoPark()
-	}
-}
-
-// kickNoPark makes the vCPU leave KVM_RUN once without parking it, so its
-// loop looks at pending per-vCPU work.
-func (c *VCPU) kickNoPark() {
-	c.k.Run().SetImmediateExit(true)
-	if tid := c.tid.Load(); tid != 0 {
-		_ = unix.Tgkill(pid, int(tid), kickSignal)
+		c.kick()
 	}
 }
 

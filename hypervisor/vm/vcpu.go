@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,11 @@ type VCPU struct {
 	cmds chan func()
 	gone chan struct{}
 	tid  atomic.Int32
+
+	// kickMu guards the kvm_run mapping against kicks from other
+	// goroutines (a device's RequestExit) once the vCPU is closed.
+	kickMu sync.Mutex
+	alive  bool
 
 	powerOnRegs  kvm.Regs
 	powerOnSregs kvm.Sregs
@@ -70,10 +76,16 @@ func (c *VCPU) thread(mmapSize int, ready chan<- error) {
 		ready <- fmt.Errorf("vCPU %d: %w", c.index, err)
 		return
 	}
+	c.kickMu.Lock()
+	c.alive = true
+	c.kickMu.Unlock()
 	ready <- nil
 	for fn := range c.cmds {
 		fn()
 	}
+	c.kickMu.Lock()
+	c.alive = false
+	c.kickMu.Unlock()
 	c.k.Close()
 }
 
@@ -132,13 +144,13 @@ func (c *VCPU) shutdown() error {
 
 // kick forces the vCPU out of KVM_RUN.
 func (c *VCPU) kick() {
-	if c.k == nil {
+	c.kickMu.Lock()
+	defer c.kickMu.Unlock()
+	if !c.alive {
 		return
 	}
 	c.k.Run().SetImmediateExit(true)
-	if tid := c.tid.Load(); tid != 0 {
-		_ = unix.Tgkill(pid, int(tid), kickSignal)
-	}
+	_ = unix.Tgkill(pid, int(c.tid.Load()), kickSignal)
 }
 
 // powerOn puts the vCPU in the state it has after a hard reset, plus what
