@@ -645,3 +645,57 @@ func TestEditTryAgain(t *testing.T) {
 		t.Errorf("vsh exited with %v, want exit status 1", err)
 	}
 }
+
+// benchHome defines n domains in a fresh vsh:///session state directory
+// and returns the environment that uses it.
+func benchHome(b *testing.B, n int) []string {
+	b.Helper()
+	home := b.TempDir()
+	env := append(os.Environ(), "VSH_HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, "cache"),
+		"VSH_DEFAULT_URI=vsh:///session")
+	var script strings.Builder
+	for i := range n {
+		file := filepath.Join(home, fmt.Sprintf("vm%d.xml", i))
+		xml := fmt.Sprintf("<domain type='kvm'><name>vm%d</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os></domain>\n", i)
+		if err := os.WriteFile(file, []byte(xml), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(&script, "define %s\n", file)
+	}
+	cmd := exec.Command(vshBin, "-q")
+	cmd.Env = env
+	cmd.Stdin = strings.NewReader(script.String())
+	if out, err := cmd.CombinedOutput(); err != nil || bytes.Contains(out, []byte("error:")) {
+		b.Fatalf("defining %d domains: %v\n%s", n, err, out)
+	}
+	return env
+}
+
+// BenchmarkListAll times the whole command `vsh list --all` with 1000
+// defined domains (issue 3's goal: under 50 ms).
+func BenchmarkListAll(b *testing.B) {
+	env := benchHome(b, 1000)
+	b.ResetTimer()
+	for b.Loop() {
+		cmd := exec.Command(vshBin, "-q", "list", "--all")
+		cmd.Env = env
+		out, err := cmd.Output()
+		if err != nil || bytes.Count(out, []byte("\n")) != 1000 {
+			b.Fatalf("list --all: %v, %d lines", err, bytes.Count(out, []byte("\n")))
+		}
+	}
+}
+
+// BenchmarkDominfo times the whole command `vsh dominfo` with 1000
+// defined domains.
+func BenchmarkDominfo(b *testing.B) {
+	env := benchHome(b, 1000)
+	b.ResetTimer()
+	for b.Loop() {
+		cmd := exec.Command(vshBin, "dominfo", "vm500")
+		cmd.Env = env
+		if out, err := cmd.Output(); err != nil || !bytes.Contains(out, []byte("Name:           vm500")) {
+			b.Fatalf("dominfo: %v\n%s", err, out)
+		}
+	}
+}
