@@ -32,6 +32,11 @@ type Disk interface {
 	Close() error
 }
 
+var (
+	_ Disk = (*qcow2.Image)(nil)
+	_ Disk = (*rawDisk)(nil)
+)
+
 // cacheMode is a parsed libvirt <driver cache=...> value.
 type cacheMode struct {
 	direct       bool // O_DIRECT

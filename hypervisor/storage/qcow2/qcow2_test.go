@@ -627,3 +627,60 @@ func TestShrinkGrowOverBackingReadsZeros(t *testing.T) {
 	}
 	mustCheck(t, img)
 }
+
+func TestQemuRefcountWidthsAndV2Backing(t *testing.T) {
+	needQemu(t)
+	tests := []struct {
+		name, opts string
+		backing    bool
+	}{
+		{"refcount_bits=1", "refcount_bits=1,cluster_size=4096", false},
+		{"refcount_bits=8", "refcount_bits=8,cluster_size=4096", false},
+		{"refcount_bits=64", "refcount_bits=64,cluster_size=512", false},
+		{"2M clusters", "cluster_size=2M", false},
+		{"v2 with backing", "compat=0.10,cluster_size=4096", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "q.qcow2")
+			ref := make([]byte, 3<<20)
+			args := []string{"create", "-q", "-f", "qcow2", "-o", tc.opts}
+			if tc.backing {
+				base := filepath.Join(dir, "base.raw")
+				for i := range ref {
+					ref[i] = byte(i % 251)
+				}
+				os.WriteFile(base, ref, 0o644)
+				args = append(args, "-b", base, "-F", "raw")
+			}
+			run(t, "qemu-img", append(args, path, "3M")...)
+			img := mustOpen(t, path, Options{CacheBytes: 64 << 10})
+			apply(t, img, ref, randomOps(rand.New(rand.NewSource(9)), len(ref), 300))
+			if got := readAll(t, img); !bytes.Equal(got, ref) {
+				t.Fatal("content differs")
+			}
+			mustCheck(t, img)
+			img.Close()
+			qemuCompare(t, path, ref)
+		})
+	}
+}
+
+func TestCreateLargeSizes(t *testing.T) {
+	needQemu(t)
+	for _, tc := range []struct {
+		size uint64
+		bits int
+	}{{1 << 40, 16}, {64 << 30, 9}, {1 << 50, 21}} {
+		path := filepath.Join(t.TempDir(), "big.qcow2")
+		mustCreate(t, path, tc.size, CreateOptions{ClusterBits: tc.bits})
+		img := mustOpen(t, path, Options{})
+		img.WriteAt([]byte("end"), int64(tc.size-3))
+		mustCheck(t, img)
+		img.Close()
+		if out, err := exec.Command("qemu-img", "check", path).CombinedOutput(); err != nil {
+			t.Fatalf("size %d bits %d: qemu-img check: %v\n%s", tc.size, tc.bits, err, out)
+		}
+	}
+}
