@@ -408,6 +408,9 @@ type VolumeCreateAs struct {
 	BackingVol       string // name, key or path
 	BackingVolFormat string
 	PreallocMetadata bool
+	// AllocationSet tells that --allocation was given; without it libvirt
+	// allocates the whole capacity, which the test driver reproduces.
+	AllocationSet bool
 }
 
 // VolumeResizeFlags are vol-resize's options.

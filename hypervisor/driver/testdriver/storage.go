@@ -393,7 +393,7 @@ func (c *Conn) CreateVolume(poolName string, xml []byte, file string, validate b
 }
 
 // CreateVolumeAs creates an in-memory volume from vol-create-as options.
-// Without an allocation the volume is fully allocated, as when virsh omits
+// Without --allocation the volume is fully allocated, as when virsh omits
 // <allocation>.
 func (c *Conn) CreateVolumeAs(poolName string, opts driver.VolumeCreateAs) (driver.VolumeInfo, error) {
 	format := opts.Format
@@ -401,7 +401,7 @@ func (c *Conn) CreateVolumeAs(poolName string, opts driver.VolumeCreateAs) (driv
 		format = "raw"
 	}
 	alloc := opts.AllocationBytes
-	if alloc == 0 {
+	if !opts.AllocationSet {
 		alloc = opts.CapacityBytes
 	}
 	var info driver.VolumeInfo
