@@ -89,7 +89,7 @@ var conformance = []step{
 		return c.SetVCPUs("conf1", 3, true, driver.ModifyScope{Config: true})
 	}, ""},
 	{"setvcpus over max", func(c driver.Conn, _ *confEnv) error { return c.SetVCPUs("conf1", 5, false, driver.ModifyScope{}) },
-		"invalid argument: requested vcpus is greater than max allowable vcpus for the domain: 5 > 3"},
+		"invalid argument: requested cpu amount exceeds maximum (5 > 3)"},
 	{"setvcpus", func(c driver.Conn, _ *confEnv) error { return c.SetVCPUs("conf1", 2, false, driver.ModifyScope{}) }, ""},
 	{"vcpucount", func(c driver.Conn, _ *confEnv) error {
 		n, err := c.VCPUCount("conf1")

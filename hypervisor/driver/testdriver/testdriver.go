@@ -912,7 +912,7 @@ func SetVCPUs(defs []*domxml.Domain, count int, maximum bool, live *domxml.Domai
 		return driver.Errorf(driver.ErrInvalidArg, "argument unsupported: zero vCPUs")
 	}
 	if count > limit {
-		return driver.Errorf(driver.ErrInvalidArg, "requested vcpus is greater than max allowable vcpus for the connection: %d > %d", count, limit)
+		return driver.Errorf(driver.ErrInvalidArg, "requested cpu amount exceeds maximum supported amount (%d > %d)", count, limit)
 	}
 	for _, def := range defs {
 		max, _ := vcpus(def)
@@ -920,7 +920,7 @@ func SetVCPUs(defs []*domxml.Domain, count int, maximum bool, live *domxml.Domai
 			return driver.Errorf(driver.ErrInvalidArg, "cannot change the maximum vcpu count of a running domain")
 		}
 		if !maximum && count > max {
-			return driver.Errorf(driver.ErrInvalidArg, "requested vcpus is greater than max allowable vcpus for the domain: %d > %d", count, max)
+			return driver.Errorf(driver.ErrInvalidArg, "requested cpu amount exceeds maximum (%d > %d)", count, max)
 		}
 	}
 	for _, def := range defs {

@@ -216,7 +216,7 @@ func TestEdits(t *testing.T) {
 	}
 	must(t, "setvcpus max", c.SetVCPUs("vm1", 3, true, driver.ModifyScope{Config: true}))
 	must(t, "setvcpus", c.SetVCPUs("vm1", 2, false, cur))
-	wantErr(t, "setvcpus over max", c.SetVCPUs("vm1", 5, false, cur), "invalid argument: requested vcpus is greater than max allowable vcpus for the domain: 5 > 3")
+	wantErr(t, "setvcpus over max", c.SetVCPUs("vm1", 5, false, cur), "invalid argument: requested cpu amount exceeds maximum (5 > 3)")
 	n, _ := c.VCPUCount("vm1")
 	if n != (driver.VCPUCount{MaxConfig: 3, MaxLive: -1, CurrentConfig: 2, CurrentLive: -1}) {
 		t.Errorf("vcpucount: %+v", n)
