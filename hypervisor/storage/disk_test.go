@@ -256,3 +256,77 @@ func TestDiskConcurrentIO(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockDeviceDisks runs raw and qcow2 disks on a loop device: size
+// from BLKGETSIZE64, BLKDISCARD/BLKZEROOUT, and qcow2 allocation that
+// starts after the highest cluster in use rather than at the device end.
+func TestBlockDeviceDisks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("loop devices need root")
+	}
+	if _, err := os.Stat("/dev/loop-control"); err != nil {
+		t.Skip("no loop device support (/dev/loop-control missing)")
+	}
+	for _, format := range []string{"raw", "qcow2"} {
+		t.Run(format, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "dev.img")
+			const devSize = 8 << 20
+			if format == "qcow2" {
+				if err := qcow2.Create(file, 64<<20, qcow2.CreateOptions{ClusterBits: 16}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				writeFile(t, file, nil)
+			}
+			if err := os.Truncate(file, devSize); err != nil {
+				t.Fatal(err)
+			}
+			dev, hold, err := attachLoop(file)
+			if err != nil {
+				t.Skipf("cannot attach a loop device: %v", err)
+			}
+			d, err := OpenDisk(dev, format, false, "none")
+			hold.Close() // the disk keeps the device (and the loop) alive
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			if format == "raw" {
+				if d.Size() != devSize {
+					t.Fatalf("size %d, want %d", d.Size(), devSize)
+				}
+				d.WriteAt(bytes.Repeat([]byte{1}, 8192), 0)
+				if err := d.WriteZeroes(0, 4096); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+					t.Fatal(err)
+				}
+				if err := d.Discard(1<<20, 1<<20); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+					t.Fatal(err)
+				}
+				got := make([]byte, 8192)
+				d.ReadAt(got, 0)
+				if !bytes.Equal(got[:4096], make([]byte, 4096)) || got[4096] != 1 {
+					t.Fatal("write zeroes on the block device did not zero")
+				}
+				return
+			}
+			// The 8 MiB device fills up: the image must say so, not
+			// write past the device.
+			chunk := bytes.Repeat([]byte{7}, 1<<20)
+			var werr error
+			written := 0
+			for off := int64(0); off < 64<<20 && werr == nil; off += 1 << 20 {
+				if _, werr = d.WriteAt(chunk, off); werr == nil {
+					written++
+				}
+			}
+			if werr == nil || !strings.Contains(werr.Error(), "no space left") || written < 5 {
+				t.Fatalf("after %d MiB: %v", written, werr)
+			}
+			got := make([]byte, 1<<20)
+			d.ReadAt(got, 1<<20)
+			if !bytes.Equal(got, chunk) {
+				t.Fatal("data on the device differs")
+			}
+		})
+	}
+}

@@ -96,8 +96,10 @@ func (img *Image) setRefcount(off, v uint64) error {
 		}
 		// New refcount block at the end of the file. It is written (as
 		// zeros) before the table entry that points to it.
-		rb = img.nextFree
-		img.nextFree += img.clusterSize
+		var err error
+		if rb, err = img.reserve(1); err != nil {
+			return err
+		}
 		t, err := img.newTable(img.rbCache, rb, false)
 		if err != nil {
 			return err
@@ -151,6 +153,9 @@ func (img *Image) growReftable(minEntries uint64) error {
 	if clusters*img.clusterSize > maxReftableBytes {
 		return fmt.Errorf("qcow2: %s: refcount table would exceed %d bytes", img.path, maxReftableBytes)
 	}
+	if img.deviceLimit != 0 && end > img.deviceLimit {
+		return fmt.Errorf("qcow2: %s: no space left on the block device", img.path)
+	}
 	newTable := make([]uint64, clusters*perCluster)
 	copy(newTable, img.reftable)
 	buf := make([]byte, clusters*img.clusterSize)
@@ -185,6 +190,17 @@ func (img *Image) growReftable(minEntries uint64) error {
 	return nil
 }
 
+// reserve advances the end of the allocated area by n clusters.
+func (img *Image) reserve(n uint64) (uint64, error) {
+	off := img.nextFree
+	end := off + n*img.clusterSize
+	if img.deviceLimit != 0 && end > img.deviceLimit {
+		return 0, fmt.Errorf("qcow2: %s: no space left on the block device", img.path)
+	}
+	img.nextFree = end
+	return off, nil
+}
+
 // allocCluster returns a free cluster with refcount 1, reusing freed
 // clusters inside the file before growing it.
 func (img *Image) allocCluster() (uint64, error) {
@@ -202,16 +218,20 @@ func (img *Image) allocCluster() (uint64, error) {
 			return off, img.setRefcount(off, 1)
 		}
 	}
-	off := img.nextFree
-	img.nextFree += img.clusterSize
+	off, err := img.reserve(1)
+	if err != nil {
+		return 0, err
+	}
 	img.freeHint = img.nextFree
 	return off, img.setRefcount(off, 1)
 }
 
 // allocContiguous appends n clusters at the end of the file.
 func (img *Image) allocContiguous(n uint64) (uint64, error) {
-	off := img.nextFree
-	img.nextFree += n * img.clusterSize
+	off, err := img.reserve(n)
+	if err != nil {
+		return 0, err
+	}
 	for i := uint64(0); i < n; i++ {
 		if err := img.setRefcount(off+i*img.clusterSize, 1); err != nil {
 			return 0, err

@@ -83,6 +83,9 @@ type Image struct {
 	rbCache  *tableCache
 
 	nextFree uint64 // first cluster offset past everything allocated
+	// deviceLimit is the usable size of a block device holding the image
+	// (0 for regular files, which grow).
+	deviceLimit uint64
 	freeHint uint64 // allocation scan starts here
 	pending  []uint64
 
@@ -191,6 +194,14 @@ func openFile(f File, path string, opts Options, depth int, seen map[[2]uint64]b
 		return nil, fmt.Errorf("qcow2: %s: read refcount table: %w", path, err)
 	}
 	img.nextFree = alignUp(fileSize, img.clusterSize)
+	if fi.Mode()&os.ModeDevice != 0 && !opts.ReadOnly {
+		// A block device is as large as it is, not as the image: new
+		// clusters go after the highest one in use.
+		if img.nextFree, err = img.highestInUse(); err != nil {
+			return nil, err
+		}
+		img.deviceLimit = alignDown(fileSize, img.clusterSize)
+	}
 
 	if !opts.ReadOnly && hdr.Version >= 3 && hdr.AutoclearFeatures != 0 {
 		// We maintain no autoclear feature (bitmaps, raw data file), so the
@@ -389,6 +400,29 @@ func readFull(f io.ReaderAt, p []byte, off uint64, zeroFill bool) error {
 }
 
 func alignUp(v, a uint64) uint64 { return (v + a - 1) &^ (a - 1) }
+
+func alignDown(v, a uint64) uint64 { return v &^ (a - 1) }
+
+// highestInUse returns the offset just past the last cluster with a
+// non-zero refcount.
+func (img *Image) highestInUse() (uint64, error) {
+	for i := len(img.reftable) - 1; i >= 0; i-- {
+		rb := img.reftable[i] & reftableMask
+		if rb == 0 {
+			continue
+		}
+		t, err := img.loadTable(img.rbCache, rb, false)
+		if err != nil {
+			return 0, err
+		}
+		for j := img.refsPerBlk; j > 0; j-- {
+			if getRefcount(t.buf, j-1, img.refOrder) != 0 {
+				return (uint64(i)*img.refsPerBlk + j) << img.clusterBits, nil
+			}
+		}
+	}
+	return img.clusterSize, nil
+}
 
 // Header returns a copy of the image header.
 func (img *Image) Header() Header {
