@@ -86,8 +86,8 @@ type Image struct {
 	// deviceLimit is the usable size of a block device holding the image
 	// (0 for regular files, which grow).
 	deviceLimit uint64
-	freeHint uint64 // allocation scan starts here
-	pending  []uint64
+	freeHint    uint64 // allocation scan starts here
+	pending     []uint64
 
 	backing     backing
 	backingPath string
