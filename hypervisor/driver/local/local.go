@@ -65,10 +65,14 @@ func DefaultPaths(system bool) (Paths, error) {
 		}
 		return fallback
 	}
+	run := filepath.Join(home, ".cache", "vsh", "run")
+	if v := env("XDG_RUNTIME_DIR", ""); v != "" {
+		run = filepath.Join(v, "vsh")
+	}
 	return Paths{
 		Config: filepath.Join(env("XDG_CONFIG_HOME", filepath.Join(home, ".config")), "vsh"),
 		State:  filepath.Join(env("XDG_DATA_HOME", filepath.Join(home, ".local", "share")), "vsh"),
-		Run:    filepath.Join(env("XDG_RUNTIME_DIR", filepath.Join(home, ".cache", "vsh")), "vsh"),
+		Run:    run,
 	}, nil
 }
 
