@@ -291,9 +291,10 @@ func preallocate(f *os.File, off, n int64) error {
 }
 
 // CloneVolume copies src into a new volume newName of pool p. With cow and
-// a qcow2 source, the clone is a qcow2 overlay whose backing file is src;
-// otherwise it is a sparse-aware copy of the file (a qcow2 copy keeps its
-// own backing file reference).
+// a qcow2 source, the clone is a qcow2 overlay whose backing file is src.
+// Without cow a qcow2 source becomes a standalone qcow2 image holding the
+// data of its whole backing chain (like qemu-img convert), and a raw
+// source a sparse copy of the file.
 func CloneVolume(p PoolSpec, src VolumeStat, newName string, cow bool) (VolumeStat, error) {
 	dst, err := VolumePath(p, newName)
 	if err != nil {
@@ -307,6 +308,8 @@ func CloneVolume(p PoolSpec, src VolumeStat, newName string, cow bool) (VolumeSt
 		err = qcow2.Create(dst, src.CapacityBytes, qcow2.CreateOptions{BackingFile: src.Path, BackingFormat: FormatQcow2, Mode: mode})
 	} else if src.Type == VolDir {
 		err = fmt.Errorf("cloning directory volumes is not supported")
+	} else if src.Format == FormatQcow2 {
+		err = flattenQcow2(src.Path, dst, mode)
 	} else {
 		err = copySparse(src.Path, dst, mode)
 	}
@@ -321,6 +324,48 @@ func CloneVolume(p PoolSpec, src VolumeStat, newName string, cow bool) (VolumeSt
 		return VolumeStat{}, err
 	}
 	return StatVolume(dst)
+}
+
+// flattenQcow2 writes the guest-visible content of a qcow2 chain into a
+// new standalone qcow2 image, skipping ranges that read as zeros.
+func flattenQcow2(srcPath, dstPath string, mode os.FileMode) error {
+	in, err := qcow2.Open(srcPath, true)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	h := in.Header()
+	if err := qcow2.Create(dstPath, h.Size, qcow2.CreateOptions{ClusterBits: int(h.ClusterBits), Mode: mode}); err != nil {
+		return err
+	}
+	out, err := qcow2.Open(dstPath, false)
+	if err != nil {
+		os.Remove(dstPath)
+		return err
+	}
+	buf := make([]byte, h.ClusterSize())
+	for off := uint64(0); off < h.Size && err == nil; {
+		var mapped bool
+		var n uint64
+		if mapped, n, err = in.Mapped(off); err != nil || n == 0 {
+			break
+		}
+		for pos := off; mapped && pos < off+n && err == nil; {
+			c := min(uint64(len(buf)), off+n-pos)
+			if _, err = in.ReadAt(buf[:c], int64(pos)); err == nil && !isZero(buf[:c]) {
+				_, err = out.WriteAt(buf[:c], int64(pos))
+			}
+			pos += c
+		}
+		off += n
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dstPath)
+	}
+	return err
 }
 
 func copySparse(srcPath, dstPath string, mode os.FileMode) error {

@@ -181,9 +181,14 @@ func TestCloneVolume(t *testing.T) {
 	if cow.Format != "qcow2" || cow.BackingPath != q.Path || cow.CapacityBytes != q.CapacityBytes {
 		t.Fatalf("cow clone %+v", cow)
 	}
-	full, err := CloneVolume(p, q, "full.qcow2", false)
+	// A full clone of the overlay is standalone: it carries the backing
+	// chain's data and names no backing file.
+	full, err := CloneVolume(p, cow, "full.qcow2", false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if full.Format != "qcow2" || full.BackingPath != "" || full.CapacityBytes != q.CapacityBytes || full.AllocationBytes > 1<<20 {
+		t.Fatalf("full clone %+v", full)
 	}
 	for _, v := range []VolumeStat{cow, full} {
 		d := openDisk(t, v.Path, "", true, "")

@@ -253,3 +253,53 @@ func IsQcow2(path string) bool {
 	f, err := ProbeFormat(path)
 	return err == nil && f == "qcow2"
 }
+
+// Mapped reports whether the guest offset off may hold data anywhere in
+// the backing chain (false means it reads as zeros), and for how many
+// bytes from off the answer holds. Copy loops use it to skip holes.
+func (img *Image) Mapped(off uint64) (bool, uint64, error) {
+	img.mu.Lock()
+	if err := img.usable(false); err != nil {
+		img.mu.Unlock()
+		return false, 0, err
+	}
+	size := img.hdr.Size
+	if off >= size {
+		img.mu.Unlock()
+		return false, 0, nil
+	}
+	vc := off >> img.clusterBits
+	l1i := vc / img.l2Entries
+	span := img.clusterSize - off&(img.clusterSize-1)
+	entry := uint64(0)
+	if l1i < uint64(len(img.l1)) && img.l1[l1i]&offsetMask != 0 {
+		var err error
+		if entry, err = img.lookup(off); err != nil {
+			img.mu.Unlock()
+			return false, 0, err
+		}
+	} else {
+		// The whole range of a missing L2 table is unallocated.
+		span = (l1i+1)*img.l2Entries<<img.clusterBits - off
+	}
+	span = min(span, size-off)
+	b := img.backing
+	img.mu.Unlock()
+	switch {
+	case entry&flagCompressed != 0 || entry&offsetMask != 0 && entry&flagZero == 0:
+		return true, span, nil
+	case entry&flagZero != 0 || b == nil || off >= b.Size():
+		return false, span, nil
+	}
+	if bi, ok := b.(*Image); ok {
+		m, n, err := bi.Mapped(off)
+		if err != nil {
+			return false, 0, err
+		}
+		if n == 0 { // past the backing image's end
+			return false, span, nil
+		}
+		return m, min(span, n), nil
+	}
+	return true, min(span, b.Size()-off), nil
+}

@@ -684,3 +684,32 @@ func TestCreateLargeSizes(t *testing.T) {
 		}
 	}
 }
+
+func TestMapped(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.qcow2")
+	mustCreate(t, base, 4<<20, CreateOptions{ClusterBits: 12})
+	b := mustOpen(t, base, Options{})
+	b.WriteAt([]byte{1}, 1<<20)
+	b.Close()
+	top := filepath.Join(dir, "top.qcow2")
+	mustCreate(t, top, 8<<20, CreateOptions{ClusterBits: 12, BackingFile: base})
+	img := mustOpen(t, top, Options{})
+	defer img.Close()
+	img.WriteAt([]byte{2}, 3<<20)
+	img.WriteZeroes(1<<20, 4096)
+	var mapped []uint64
+	for off := uint64(0); off < img.Size(); {
+		m, n, err := img.Mapped(off)
+		if err != nil || n == 0 {
+			t.Fatalf("Mapped(%d) = %v %d %v", off, m, n, err)
+		}
+		if m {
+			mapped = append(mapped, off)
+		}
+		off += n
+	}
+	if len(mapped) != 1 || mapped[0] != 3<<20 {
+		t.Fatalf("mapped clusters %v, want [%d]", mapped, 3<<20)
+	}
+}
