@@ -138,8 +138,10 @@ type Document struct {
 	Kind Kind
 
 	src   []byte
-	lines []int // byte offset of the start of each line, computed on first use
-	pos   map[*etree.Element]elemSpan
+	lines []int                       // byte offset of the start of each line, computed on first use
+	spans []elemSpan                  // start tags in document order
+	elems []*etree.Element            // parsed elements in document order
+	pos   map[*etree.Element]elemSpan // built from spans on first use
 
 	warnings ErrorList
 }
@@ -190,17 +192,14 @@ func Parse(file string, data []byte) (*Document, error) {
 // the kind.
 func (d *Document) finish(doc *etree.Document, spans []elemSpan) (*Document, error) {
 	d.Doc = doc
+	d.spans = spans
 	root := doc.Root()
-	// etree and the scan saw the same elements in the same (document)
-	// order; pair them up.
-	d.pos = make(map[*etree.Element]elemSpan, len(spans))
-	i := 0
+	// Remember the parsed elements in document order now, before anyone
+	// edits the tree; they pair with spans.
+	d.elems = make([]*etree.Element, 0, len(spans))
 	var walk func(e *etree.Element)
 	walk = func(e *etree.Element) {
-		if i < len(spans) {
-			d.pos[e] = spans[i]
-		}
-		i++
+		d.elems = append(d.elems, e)
 		for _, t := range e.Child {
 			if c, ok := t.(*etree.Element); ok {
 				walk(c)
@@ -448,12 +447,28 @@ func (d *Document) offsetPos(off int) Pos {
 	return Pos{File: d.File, Line: line, Col: utf8.RuneCount(d.src[start:off]) + 1}
 }
 
+// positions maps the parsed elements to their start tags: the parser saw
+// the same elements in the same (document) order. The map is built on
+// first use, since a valid document may never need a position.
+func (d *Document) positions() map[*etree.Element]elemSpan {
+	if d.pos != nil {
+		return d.pos
+	}
+	d.pos = make(map[*etree.Element]elemSpan, len(d.elems))
+	for i, e := range d.elems {
+		if i < len(d.spans) {
+			d.pos[e] = d.spans[i]
+		}
+	}
+	return d.pos
+}
+
 // Pos returns the start-tag position of e. For an element that was not in
 // the parsed text (added later), it returns the position of its nearest
 // ancestor that was.
 func (d *Document) Pos(e *etree.Element) Pos {
 	for ; e != nil; e = e.Parent() {
-		if s, ok := d.pos[e]; ok {
+		if s, ok := d.positions()[e]; ok {
 			return d.offsetPos(s.start)
 		}
 	}
@@ -463,7 +478,7 @@ func (d *Document) Pos(e *etree.Element) Pos {
 // AttrPos returns the position of attribute name in e's start tag, or the
 // element's position when it cannot be located.
 func (d *Document) AttrPos(e *etree.Element, name string) Pos {
-	s, ok := d.pos[e]
+	s, ok := d.positions()[e]
 	if !ok {
 		return d.Pos(e)
 	}

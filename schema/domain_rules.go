@@ -9,7 +9,7 @@ package schema
 const domainRules = `
 =sized @unit=unit :uint
 =yes @state=onoff
-=alias @name!=re([a-zA-Z0-9_\-.]+)
+=alias @name!=alias
 =pciaddr @domain=h16 @bus=h8 @slot=pcislot @function=pcifunc @multifunction=onoff
 
 =address @type!=enum(pci|drive|virtio-serial|ccid|usb|spapr-vio|ccw|isa|virtio-mmio|dimm|unassigned) &pciaddr @controller=uint @target=uint @unit=uint @port=str @slot=str @reg=str @cssid=str @ssid=str @devno=str @iobase=str @irq=str @base=hexuint
@@ -365,7 +365,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
         backingStore &backing
       backingStore &backing
       auth &auth
-      target! @dev!=re((ioemu:)?(fd|hd|sd|vd|xvd|ubd)[a-zA-Z0-9_]+) @bus=enum(ide|fdc|scsi|virtio|xen|usb|uml|sata|sd) @tray=enum(open|closed) @removable=onoff @rotation_rate=posint
+      target! @dev!=diskdev @bus=enum(ide|fdc|scsi|virtio|xen|usb|uml|sata|sd) @tray=enum(open|closed) @removable=onoff @rotation_rate=posint
       boot @order!=posint @loadparm=str
       backenddomain @name!=name
       readonly
@@ -454,7 +454,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       downscript @path!=str
       backenddomain @name!=name
       backend @type=enum(default|passt) @tap=abspath @vhost=abspath @logFile=abspath
-      model @type!=re([a-zA-Z0-9\-_]+)
+      model @type!=modeltype
       driver @name=enum(kvm|vfio|xen|qemu|vhost) @txmode=enum(iothread|timer) @ioeventfd=onoff @event_idx=onoff @queues=posint @rx_queue_size=posint @tx_queue_size=posint @iommu=onoff @ats=onoff @packed=onoff @page_per_vq=onoff @rss=onoff @rss_hash_report=onoff
         host @csum=onoff @gso=onoff @tso4=onoff @tso6=onoff @ecn=onoff @ufo=onoff @mrg_rxbuf=onoff
         guest @csum=onoff @tso4=onoff @tso6=onoff @ecn=onoff @ufo=onoff

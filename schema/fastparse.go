@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -163,6 +164,11 @@ func (p *fastParser) startTag(parent *etree.Element) (*etree.Element, bool, bool
 	}
 	e := parent.CreateElement(p.src[i : i+n])
 	i += n
+	// Size the attribute list once instead of growing it attribute by
+	// attribute: count the '=' signs outside quoted values.
+	if na := countAttrs(data[i:]); na > 0 {
+		e.Attr = slices.Grow(e.Attr, na)
+	}
 	for {
 		sp := i
 		for i < len(data) && isSpaceByte(data[i]) {
@@ -175,6 +181,7 @@ func (p *fastParser) startTag(parent *etree.Element) (*etree.Element, bool, bool
 		case '>':
 			p.i = i + 1
 			p.spans = append(p.spans, elemSpan{start: start, end: p.i})
+			e.Child = slices.Grow(e.Child, 4) // text or a few children follow
 			return e, false, true
 		case '/':
 			if i+1 >= len(data) || data[i+1] != '>' {
@@ -231,6 +238,29 @@ func (p *fastParser) startTag(parent *etree.Element) (*etree.Element, bool, bool
 		e.CreateAttr(key, val)
 		i += end + 2
 	}
+}
+
+// countAttrs counts the attributes of a start tag from just after its name
+// to its closing '>' (an estimate used for sizing; it never errs high by
+// more than the quoted '=' signs it skips).
+func countAttrs(b []byte) int {
+	n := 0
+	var quote byte
+	for _, c := range b {
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '"' || c == '\'':
+			quote = c
+		case c == '=':
+			n++
+		case c == '>':
+			return n
+		}
+	}
+	return n
 }
 
 // fullName is the element's name as written ("prefix:local").

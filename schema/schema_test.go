@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/beevik/etree"
 )
 
 func TestParsePositions(t *testing.T) {
@@ -48,6 +50,20 @@ func TestParsePositions(t *testing.T) {
 	added := root.FindElement("os").CreateElement("boot")
 	if got := d.Pos(added).String(); got != "vm.xml:6:3" {
 		t.Errorf("Pos(added) = %s, want vm.xml:6:3", got)
+	}
+	// Positions survive edits made before the first position is asked
+	// for (they are computed lazily).
+	d2, err := Parse("vm.xml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := d2.Doc.Root()
+	r2.InsertChildAt(0, etree.NewElement("uuid"))
+	if got := d2.Pos(r2.FindElement("memory")).String(); got != "vm.xml:5:2" {
+		t.Errorf("after an insertion, Pos(memory) = %s, want vm.xml:5:2", got)
+	}
+	if got := d2.Pos(r2.SelectElement("uuid")).String(); got != "vm.xml:3:1" {
+		t.Errorf("Pos(inserted uuid) = %s, want the root's vm.xml:3:1", got)
 	}
 	// The document keeps comments and the declaration for writing back.
 	out, err := d.Doc.WriteToString()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/beevik/etree"
@@ -127,9 +128,7 @@ func parseUint(s string) (uint64, error) {
 	if !allDigits(s) {
 		return 0, fmt.Errorf("not an unsigned integer")
 	}
-	var n uint64
-	_, err := fmt.Sscan(s, &n)
-	return n, err
+	return strconv.ParseUint(s, 10, 64)
 }
 
 // networkSemantics applies the network parser's checks beyond structure.

@@ -52,6 +52,23 @@ func pattern(desc, re string) *valueType {
 	return &valueType{desc: desc, ok: r.MatchString}
 }
 
+// charset is a type of non-empty strings of ASCII letters, digits and the
+// given punctuation.
+func charset(desc, punct string) *valueType {
+	return &valueType{desc: desc, ok: func(s string) bool {
+		if s == "" {
+			return false
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(punct, c) >= 0) {
+				return false
+			}
+		}
+		return true
+	}}
+}
+
 func uintRange(lo, hi uint64) *valueType {
 	return &valueType{
 		desc: fmt.Sprintf("an integer from %d to %d", lo, hi),
@@ -142,31 +159,36 @@ var namedTypes = map[string]*valueType{
 		n, err := strconv.ParseUint(s, 10, 64)
 		return err == nil && allDigits(s) && n > 0
 	}},
-	"octal":    pattern("an octal mode such as 0755", `[0-7]+`),
-	"hexuint":  pattern("a hex number such as 0x1f", `(0x)?[0-9a-f]+`),
-	"h8":       hexOrDec(255, 2, false),
-	"h16":      hexOrDec(65535, 4, true),
-	"h24":      hexOrDec(16777215, 6, false),
-	"h32":      hexOrDec(4294967295, 8, true),
-	"pcislot":  pattern("a PCI slot number (0x00 to 0x1f)", `(0x)?[0-1]?[0-9a-fA-F]|[0-9]|[1-2][0-9]|3[0-1]`),
-	"pcifunc":  pattern("a PCI function number (0x0 to 0x7)", `(0x)?[0-7]`),
-	"uuid":     {desc: "a UUID (32 hex digits, optionally written 8-4-4-4-12)", ok: func(s string) bool { _, err := ParseUUID(s); return err == nil && !strings.ContainsAny(s, " \t") }},
-	"mac":      {desc: "a unicast MAC address such as 52:54:00:12:34:56", ok: func(s string) bool { _, err := ParseMAC(s); return err == nil }},
-	"anymac":   pattern("a MAC address such as 52:54:00:12:34:56", `([a-fA-F0-9]{2}:){5}[a-fA-F0-9]{2}`),
-	"ipv4":     {desc: "an IPv4 address", ok: isIPv4},
-	"ipv6":     {desc: "an IPv6 address", ok: isIPv6},
-	"ip":       {desc: "an IPv4 or IPv6 address", ok: func(s string) bool { return isIPv4(s) || isIPv6(s) }},
-	"prefix":   uintRange(0, 128),
-	"prefix4":  uintRange(0, 32),
-	"name":     pattern("a non-empty name without newlines", `[^\n]+`),
-	"objname":  pattern("a non-empty name without '/' or newlines", `[^/\n]+`),
-	"volname":  {desc: "a file name other than . or .. and without '/'", ok: func(s string) bool { return s != "" && s != "." && s != ".." && !strings.Contains(s, "/") }, raw: true},
-	"genname":  pattern("a name of letters, digits, '_', '+' and '-'", `[a-zA-Z0-9_+\-]+`),
-	"dnsname":  pattern("a DNS name of letters, digits, '.' and '-'", `[a-zA-Z0-9.\-]+`),
-	"devname":  pattern("a device name of letters, digits and _.-\\:/", `[a-zA-Z0-9_.\-\\:/]+`),
-	"path":     pattern("a non-empty path", `.+`),
-	"abspath":  pattern("an absolute path", `(/|[a-zA-Z]:\\).+`),
-	"absdir":   pattern("an absolute directory path", `/.*`),
+	"octal":     pattern("an octal mode such as 0755", `[0-7]+`),
+	"hexuint":   pattern("a hex number such as 0x1f", `(0x)?[0-9a-f]+`),
+	"h8":        hexOrDec(255, 2, false),
+	"h16":       hexOrDec(65535, 4, true),
+	"h24":       hexOrDec(16777215, 6, false),
+	"h32":       hexOrDec(4294967295, 8, true),
+	"pcislot":   pattern("a PCI slot number (0x00 to 0x1f)", `(0x)?[0-1]?[0-9a-fA-F]|[0-9]|[1-2][0-9]|3[0-1]`),
+	"pcifunc":   pattern("a PCI function number (0x0 to 0x7)", `(0x)?[0-7]`),
+	"uuid":      {desc: "a UUID (32 hex digits, optionally written 8-4-4-4-12)", ok: func(s string) bool { _, err := ParseUUID(s); return err == nil && !strings.ContainsAny(s, " \t") }},
+	"mac":       {desc: "a unicast MAC address such as 52:54:00:12:34:56", ok: func(s string) bool { _, err := ParseMAC(s); return err == nil }},
+	"anymac":    pattern("a MAC address such as 52:54:00:12:34:56", `([a-fA-F0-9]{2}:){5}[a-fA-F0-9]{2}`),
+	"ipv4":      {desc: "an IPv4 address", ok: isIPv4},
+	"ipv6":      {desc: "an IPv6 address", ok: isIPv6},
+	"ip":        {desc: "an IPv4 or IPv6 address", ok: func(s string) bool { return isIPv4(s) || isIPv6(s) }},
+	"prefix":    uintRange(0, 128),
+	"prefix4":   uintRange(0, 32),
+	"name":      {desc: "a non-empty name without newlines", ok: func(s string) bool { return s != "" && !strings.Contains(s, "\n") }, raw: true},
+	"objname":   {desc: "a non-empty name without '/' or newlines", ok: func(s string) bool { return s != "" && !strings.ContainsAny(s, "/\n") }, raw: true},
+	"volname":   {desc: "a file name other than . or .. and without '/'", ok: func(s string) bool { return s != "" && s != "." && s != ".." && !strings.Contains(s, "/") }, raw: true},
+	"genname":   charset("a name of letters, digits, '_', '+' and '-'", "_+-"),
+	"dnsname":   charset("a DNS name of letters, digits, '.' and '-'", ".-"),
+	"devname":   charset("a device name of letters, digits and _.-\\:/", "_.-\\:/"),
+	"alias":     charset("an alias of letters, digits, '_', '-' and '.'", "_-."),
+	"modeltype": charset("a model name of letters, digits, '-' and '_'", "-_"),
+	"diskdev":   pattern("a disk target such as vda, sdb or hdc", `(ioemu:)?(fd|hd|sd|vd|xvd|ubd)[a-zA-Z0-9_]+`),
+	"path":      {desc: "a non-empty path", ok: func(s string) bool { return s != "" && !strings.Contains(s, "\n") }},
+	"abspath": {desc: "an absolute path", ok: func(s string) bool {
+		return len(s) > 1 && s[0] == '/' && !strings.Contains(s, "\n") || len(s) > 3 && s[1] == ':' && s[2] == '\\'
+	}},
+	"absdir":   {desc: "an absolute directory path", ok: func(s string) bool { return strings.HasPrefix(s, "/") && !strings.Contains(s, "\n") }},
 	"yesno":    {desc: "yes or no", enum: []string{"yes", "no"}},
 	"onoff":    {desc: "on or off", enum: []string{"on", "off"}},
 	"cpuset":   {desc: "a CPU set such as 0-3,^2,6", ok: cpusetRE.MatchString},
