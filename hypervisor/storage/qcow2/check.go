@@ -2,7 +2,6 @@ package qcow2
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"syscall"
 )
@@ -54,9 +53,6 @@ func (img *Image) Check() (Report, error) {
 	if err := img.flushLocked(); err != nil {
 		return rep, err
 	}
-	if img.hdr.NbSnapshots > 0 {
-		return rep, errors.New("qcow2: checking images with internal snapshots is not supported")
-	}
 	fi, err := img.f.Stat()
 	if err != nil {
 		return rep, err
@@ -95,10 +91,59 @@ func (img *Image) Check() (Report, error) {
 	if img.hdr.L1Size > 0 {
 		ref(img.hdr.L1TableOffset, uint64(img.hdr.L1Size)*8, "L1 table")
 	}
+	snaps, tableBytes, err := img.readSnapshots(fileSize)
+	if err != nil {
+		rep.addf(true, "%v", err)
+	}
+	if tableBytes > 0 {
+		ref(img.hdr.SnapshotsOffset, tableBytes, "snapshot table")
+	}
+	buf := make([]byte, cs)
+	// Snapshot tables share clusters with the active image; count their
+	// references without the COPIED checks, which apply to the active L1.
+	// Snapshots may all point at the same tables; bound the total work.
+	l1Budget := uint64(1 << 22)
+	for i, sn := range snaps {
+		if sn.l1Size == 0 {
+			continue
+		}
+		if sn.l1Size > l1Budget {
+			return rep, fmt.Errorf("qcow2: %s: snapshot tables are too large to check", img.path)
+		}
+		l1Budget -= sn.l1Size
+		if sn.l1Off%cs != 0 || sn.l1Off+sn.l1Size*8 > fileSize || sn.l1Size*8 > maxL1Bytes {
+			rep.addf(true, "snapshot %d: L1 table at %#x is invalid", i, sn.l1Off)
+			continue
+		}
+		ref(sn.l1Off, sn.l1Size*8, "snapshot L1 table")
+		l1, err := readTable(img.f, sn.l1Off, sn.l1Size*8)
+		if err != nil {
+			rep.addf(true, "snapshot %d: %v", i, err)
+			continue
+		}
+		for _, e := range l1 {
+			l2 := e & offsetMask
+			if l2 == 0 {
+				continue
+			}
+			if l2%cs != 0 || l2>>img.clusterBits >= nclusters {
+				rep.addf(true, "snapshot %d: L2 table at %#x is invalid", i, l2)
+				continue
+			}
+			ref(l2, cs, "snapshot L2 table")
+			if err := readL2(img, buf, l2); err != nil {
+				rep.addf(true, "snapshot %d: %v", i, err)
+				continue
+			}
+			for j := uint64(0); j < img.l2Entries; j++ {
+				le := binary.BigEndian.Uint64(buf[j*8:])
+				img.refEntry(le, ref)
+			}
+		}
+	}
 	rep.TotalClusters = (img.hdr.Size + cs - 1) / cs
 	type copied struct{ off, entry uint64 }
 	var flagged []copied
-	buf := make([]byte, cs)
 	for l1i, e := range img.l1 {
 		l2 := e & offsetMask
 		if l2 == 0 {
@@ -121,11 +166,7 @@ func (img *Image) Check() (Report, error) {
 			le := binary.BigEndian.Uint64(buf[i*8:])
 			vc := uint64(l1i)*img.l2Entries + i
 			if le&flagCompressed != 0 {
-				x := 62 - (img.clusterBits - 8)
-				host := le & (1<<x - 1)
-				sectors := (le>>x)&(1<<(62-x)-1) + 1
-				start := host &^ 511
-				ref(start, host-start+sectors*512, "compressed cluster")
+				img.refEntry(le, ref)
 				rep.AllocatedClusters++
 				continue
 			}
@@ -159,6 +200,24 @@ func (img *Image) Check() (Report, error) {
 			rep.addf(false, "cluster %d has refcount %d but %d references (leaked)", c, stored, want)
 		}
 	}
+	// Refcounts for clusters past the end of the file are leaks too.
+	budget := uint64(maxCheckClusters)
+	for bi, e := range img.reftable {
+		first := uint64(bi) * img.refsPerBlk
+		if e&reftableMask == 0 || first+img.refsPerBlk <= nclusters {
+			continue
+		}
+		for c := max(first, nclusters); c < first+img.refsPerBlk && budget > 0; c++ {
+			budget--
+			stored, err := img.refcount(c << img.clusterBits)
+			if err != nil {
+				return rep, err
+			}
+			if stored > 0 {
+				rep.addf(false, "cluster %d past the end of the file has refcount %d (leaked)", c, stored)
+			}
+		}
+	}
 	for _, f := range flagged {
 		rc, err := img.refcount(f.off)
 		if err != nil {
@@ -169,6 +228,56 @@ func (img *Image) Check() (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// refEntry counts the host clusters one L2 entry references.
+func (img *Image) refEntry(le uint64, ref func(off, n uint64, what string)) {
+	if le&flagCompressed != 0 {
+		x := 62 - (img.clusterBits - 8)
+		host := le & (1<<x - 1)
+		sectors := (le>>x)&(1<<(62-x)-1) + 1
+		start := host &^ 511
+		ref(start, host-start+sectors*512, "compressed cluster")
+		return
+	}
+	if host := le & offsetMask; host != 0 && host%img.clusterSize == 0 {
+		ref(host, img.clusterSize, "data cluster")
+	}
+}
+
+type snapshot struct{ l1Off, l1Size uint64 }
+
+// readSnapshots parses the snapshot table and returns its entries and
+// its size in bytes.
+func (img *Image) readSnapshots(fileSize uint64) ([]snapshot, uint64, error) {
+	n := img.hdr.NbSnapshots
+	if n == 0 {
+		return nil, 0, nil
+	}
+	off := img.hdr.SnapshotsOffset
+	var out []snapshot
+	pos := off
+	var fixed [40]byte
+	for i := uint32(0); i < n; i++ {
+		if pos+40 > fileSize {
+			return out, pos - off, fmt.Errorf("snapshot table runs past the end of the file")
+		}
+		if err := readFull(img.f, fixed[:], pos, false); err != nil {
+			return out, pos - off, err
+		}
+		be := binary.BigEndian
+		out = append(out, snapshot{l1Off: be.Uint64(fixed[0:]), l1Size: uint64(be.Uint32(fixed[8:]))})
+		idLen, nameLen := uint64(be.Uint16(fixed[12:])), uint64(be.Uint16(fixed[14:]))
+		extra := uint64(be.Uint32(fixed[36:]))
+		if extra > 1<<20 {
+			return out, pos - off, fmt.Errorf("snapshot %d: extra data of %d bytes", i, extra)
+		}
+		pos = alignUp(pos+40+extra+idLen+nameLen, 8)
+	}
+	if pos > fileSize {
+		return out, pos - off, fmt.Errorf("snapshot table runs past the end of the file")
+	}
+	return out, pos - off, nil
 }
 
 // readL2 reads an L2 table, preferring the cached copy.

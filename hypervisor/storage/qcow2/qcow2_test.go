@@ -713,3 +713,62 @@ func TestMapped(t *testing.T) {
 		t.Fatalf("mapped clusters %v, want [%d]", mapped, 3<<20)
 	}
 }
+
+func TestQemuSnapshotsReadOnly(t *testing.T) {
+	needQemu(t)
+	if _, err := exec.LookPath("qemu-io"); err != nil {
+		t.Skip("qemu-io not installed: apt-get install qemu-utils")
+	}
+	path := filepath.Join(t.TempDir(), "s.qcow2")
+	run(t, "qemu-img", "create", "-q", "-f", "qcow2", path, "2M")
+	run(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 128k", path)
+	run(t, "qemu-img", "snapshot", "-c", "snap1", path)
+	run(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x22 64k 8k", path)
+	if _, err := Open(path, false); err == nil || !strings.Contains(err.Error(), "internal snapshots") {
+		t.Fatalf("read-write open of an image with snapshots: %v", err)
+	}
+	img := mustOpen(t, path, Options{ReadOnly: true})
+	defer img.Close()
+	want := make([]byte, 2<<20)
+	for i := range 128 << 10 {
+		want[i] = 0x11
+	}
+	for i := range 8 << 10 {
+		want[64<<10+i] = 0x22
+	}
+	if got := readAll(t, img); !bytes.Equal(got, want) {
+		t.Fatal("active layer of a snapshotted image reads wrong")
+	}
+	mustCheck(t, img)
+}
+
+func TestCheckFindsLeaksAndCorruption(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.qcow2")
+	mustCreate(t, path, 1<<20, CreateOptions{ClusterBits: 12})
+	img := mustOpen(t, path, Options{})
+	img.WriteAt([]byte("data"), 0)
+	img.Close()
+	// Refcount block 0 sits right after the one-cluster refcount table.
+	rb := int64(2 * 4096)
+	f, _ := os.OpenFile(path, os.O_RDWR, 0)
+	fi, _ := f.Stat()
+	last := fi.Size()/4096 - 1 // the data cluster, written last
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], 1)
+	f.WriteAt(b[:], rb+2*(last+5)) // a refcount for a cluster nobody uses
+	binary.BigEndian.PutUint16(b[:], 0)
+	f.WriteAt(b[:], rb+2*last) // the data cluster looks free
+	f.Close()
+	img = mustOpen(t, path, Options{ReadOnly: true})
+	defer img.Close()
+	rep, err := img.Check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Leaks != 1 || rep.Corruptions < 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	if out, err := exec.Command("qemu-img", "check", path).CombinedOutput(); err == nil && len(out) > 0 {
+		t.Fatalf("qemu-img check accepts the damaged image:\n%s", out)
+	}
+}
