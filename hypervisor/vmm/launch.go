@@ -55,7 +55,7 @@ func Launch(exe string, p Paths, id int, cfg *hypervisor.Config) (int, error) {
 		return 0, err
 	}
 	defer rd.Close()
-	cmd := exec.Command(exe, Mode, "-run-dir", p.RunDir, "-name", p.Name, "-id", strconv.Itoa(id))
+	cmd := exec.Command(exe, Mode, "-run-dir", p.RunDir, "-log-dir", p.LogDir, "-name", p.Name, "-id", strconv.Itoa(id))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{wr} // fd 3 = readyFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -17,6 +17,9 @@ import (
 type Paths struct {
 	RunDir string
 	Name   string
+	// LogDir holds the console log, so it outlives the run directory;
+	// "" means RunDir.
+	LogDir string
 }
 
 // maxSocketPath is the size of sockaddr_un.sun_path less the terminating NUL.
@@ -32,7 +35,13 @@ func (p Paths) StateFile() string { return filepath.Join(p.RunDir, p.Name+".stat
 func (p Paths) ConfigFile() string { return filepath.Join(p.RunDir, p.Name+".json") }
 
 // ConsoleLog is the size-capped copy of the guest's serial console.
-func (p Paths) ConsoleLog() string { return filepath.Join(p.RunDir, p.Name+".log") }
+func (p Paths) ConsoleLog() string {
+	dir := p.LogDir
+	if dir == "" {
+		dir = p.RunDir
+	}
+	return filepath.Join(dir, p.Name+".log")
+}
 
 // VMMLog receives the VMM process's own stderr (its diagnostics).
 func (p Paths) VMMLog() string { return filepath.Join(p.RunDir, p.Name+".vmm.log") }

@@ -32,6 +32,7 @@ const readyFD = 3
 func Main(args []string, build Builder) int {
 	fs := flag.NewFlagSet(Mode, flag.ContinueOnError)
 	runDir := fs.String("run-dir", "", "run directory")
+	logDir := fs.String("log-dir", "", "console log directory")
 	name := fs.String("name", "", "domain name")
 	id := fs.Int("id", 0, "domain id")
 	if err := fs.Parse(args); err != nil {
@@ -39,7 +40,7 @@ func Main(args []string, build Builder) int {
 	}
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	log.SetPrefix(*name + ": ")
-	p := Paths{RunDir: *runDir, Name: *name}
+	p := Paths{RunDir: *runDir, Name: *name, LogDir: *logDir}
 	ready := os.NewFile(readyFD, "ready")
 	srv, err := newServer(p, *id, build)
 	if err != nil {
@@ -182,7 +183,7 @@ func (s *server) run(ready *os.File) int {
 		s.mu.Unlock()
 		s.hub.setInput(nil)
 		m.Close()
-		log.Printf("machine stopped: kind %d %s", exit.Kind, exit.Detail)
+		log.Printf("machine stopped: %v", exit)
 
 		action := s.action(exit, reboot)
 		switch action {
