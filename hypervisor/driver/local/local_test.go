@@ -75,6 +75,19 @@ func TestLifecycleWithEngine(t *testing.T) {
 	if !strings.HasPrefix(string(x), "<domain type='kvm' id='1'>") {
 		t.Errorf("live XML: %.50s", x)
 	}
+	// Changes to a running domain go to its configuration; the running
+	// definition stays until the next start.
+	wantErr(t, "setmem live", c.SetMemory("vm1", 32768, driver.ModifyScope{}),
+		"Operation not supported: changing a running domain is not supported by the vsh engine yet; use --config")
+	mustDo(t, "setmem config", c.SetMemory("vm1", 32768, driver.ModifyScope{Config: true}))
+	_, err = c.DefineDomain([]byte(strings.Replace(vmXML("vm1"), "<name>vm1</name>", "<name>vm1</name><uuid>"+d.UUID+"</uuid><title>new</title>", 1)), "vm1.xml", false)
+	mustDo(t, "redefine running", err)
+	if got, _ := c.LookupDomain("vm1"); got.Title != "" || got.ID != 1 {
+		t.Errorf("redefine changed the running domain: %+v", got)
+	}
+	if x, _ := c.DomainXML("vm1", true); !strings.Contains(string(x), "<title>new</title>") {
+		t.Errorf("inactive XML after redefine:\n%s", x)
+	}
 	mustDo(t, "suspend", c.SuspendDomain("vm1"))
 	if got, _ := c.LookupDomain("vm1"); got.State != driver.StatePaused || got.Reason != driver.PausedUser {
 		t.Errorf("paused: %+v", got)
@@ -87,8 +100,8 @@ func TestLifecycleWithEngine(t *testing.T) {
 	}
 	d, err = c.StartDomain("vm1", false)
 	mustDo(t, "start 2", err)
-	if d.ID != 2 {
-		t.Errorf("second start got ID %d, want 2", d.ID)
+	if d.ID != 2 || d.Title != "new" {
+		t.Errorf("second start: %+v, want ID 2 and the redefined title", d)
 	}
 	// Undefine while running makes it transient; destroy then removes it.
 	mustDo(t, "undefine running", c.UndefineDomain("vm1", driver.UndefineFlags{}))
