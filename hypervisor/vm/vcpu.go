@@ -3,6 +3,7 @@ package vm
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -453,7 +454,10 @@ func (c *VCPU) describeInternalError(ie kvm.InternalError) error {
 }
 
 // pvmFixup completes an instruction the PVM layer could not emulate in
-// guest ring 0 (this-machine-kvm.md). It reports whether it handled it.
+// guest ring 0 (this-machine-kvm.md): int3, fwait, clac/stac, fninit and
+// register-form popcnt.
+// It reports whether it handled it; others (ldmxcsr, xrstor, ...) stop the
+// machine with the instruction bytes in the error.
 func (c *VCPU) pvmFixup(insn []byte) (bool, error) {
 	if len(insn) == 0 {
 		return false, nil
@@ -475,9 +479,101 @@ func (c *VCPU) pvmFixup(insn []byte) (bool, error) {
 		return true, c.k.SetVCPUEvents(ev)
 	case 0x9b: // fwait with no x87 exception pending is a no-op.
 		return true, c.advanceRIP(1)
+	case 0x0f:
+		// clac / stac (0f 01 ca / 0f 01 cb): clear or set RFLAGS.AC.
+		if len(insn) >= 3 && insn[1] == 0x01 && (insn[2] == 0xca || insn[2] == 0xcb) {
+			r, err := c.k.GetRegs()
+			if err != nil {
+				return false, err
+			}
+			if insn[2] == 0xca {
+				r.RFLAGS &^= rflagsAC
+			} else {
+				r.RFLAGS |= rflagsAC
+			}
+			r.RIP += 3
+			return true, c.k.SetRegs(r)
+		}
+	case 0xf3:
+		// popcnt reg, reg (f3 [REX] 0f b8 /r with mod=11), which the
+		// kernel's hweight helpers use.
+		if ok, err := c.emulatePopcnt(insn); ok || err != nil {
+			return ok, err
+		}
+	case 0xdb:
+		// fninit (db e3): x87 control word 0x37f, status and tags clear.
+		if len(insn) >= 2 && insn[1] == 0xe3 {
+			f, err := c.k.GetFPU()
+			if err != nil {
+				return false, err
+			}
+			f.FCW, f.FSW, f.FTWX, f.LastOpcode, f.LastIP, f.LastDP = 0x37f, 0, 0, 0, 0, 0
+			if err := c.k.SetFPU(f); err != nil {
+				return false, err
+			}
+			return true, c.advanceRIP(2)
+		}
 	}
 	return false, nil
 }
+
+// emulatePopcnt emulates the register form of popcnt.
+func (c *VCPU) emulatePopcnt(insn []byte) (bool, error) {
+	dst, src, wide, n, ok := decodePopcnt(insn)
+	if !ok {
+		return false, nil
+	}
+	r, err := c.k.GetRegs()
+	if err != nil {
+		return false, err
+	}
+	v := *gpr(&r, src)
+	if !wide {
+		v &= 0xffffffff
+	}
+	*gpr(&r, dst) = uint64(bits.OnesCount64(v))
+	// ZF reflects a zero source; OF, SF, AF, CF and PF are cleared.
+	r.RFLAGS &^= 1<<11 | 1<<7 | 1<<6 | 1<<4 | 1<<2 | 1<<0
+	if v == 0 {
+		r.RFLAGS |= 1 << 6
+	}
+	r.RIP += uint64(n)
+	return true, c.k.SetRegs(r)
+}
+
+// decodePopcnt decodes "f3 [REX] 0f b8 modrm" with a register operand. It
+// returns the destination and source register numbers (x86 encoding), the
+// operand size (64-bit with REX.W) and the instruction length.
+func decodePopcnt(insn []byte) (dst, src int, wide bool, n int, ok bool) {
+	if len(insn) < 4 || insn[0] != 0xf3 {
+		return 0, 0, false, 0, false
+	}
+	i := 1
+	var rex byte
+	if insn[i]&0xf0 == 0x40 {
+		rex = insn[i]
+		i++
+	}
+	if len(insn) < i+3 || insn[i] != 0x0f || insn[i+1] != 0xb8 {
+		return 0, 0, false, 0, false
+	}
+	modrm := insn[i+2]
+	if modrm>>6 != 3 {
+		return 0, 0, false, 0, false
+	}
+	dst = int(rex>>2&1)<<3 | int(modrm>>3&7)
+	src = int(rex&1)<<3 | int(modrm&7)
+	return dst, src, rex&0x08 != 0, i + 3, true
+}
+
+// gpr returns the register with x86 encoding number n.
+func gpr(r *kvm.Regs, n int) *uint64 {
+	return [...]*uint64{&r.RAX, &r.RCX, &r.RDX, &r.RBX, &r.RSP, &r.RBP, &r.RSI, &r.RDI,
+		&r.R8, &r.R9, &r.R10, &r.R11, &r.R12, &r.R13, &r.R14, &r.R15}[n]
+}
+
+// rflagsAC is RFLAGS.AC, the SMAP override flag clac/stac change.
+const rflagsAC = 1 << 18
 
 func (c *VCPU) advanceRIP(n uint64) error {
 	r, err := c.k.GetRegs()
