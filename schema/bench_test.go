@@ -126,6 +126,23 @@ func BenchmarkValidate1000(b *testing.B) {
 	}
 }
 
+// BenchmarkValidateFiles1000 validates the same 1000 files with
+// ValidateFiles (one worker per CPU), the way "vsh validate" does.
+func BenchmarkValidateFiles1000(b *testing.B) {
+	files := write1000(b)
+	start := cpuTime(syscall.RUSAGE_SELF)
+	defer func() {
+		b.ReportMetric(float64(cpuTime(syscall.RUSAGE_SELF)-start)/float64(b.N)/1e6, "cpu-ms/1000docs")
+	}()
+	for b.Loop() {
+		for i, errs := range ValidateFiles(files) {
+			if errs != nil {
+				b.Fatalf("%s: %v", files[i], errs)
+			}
+		}
+	}
+}
+
 func write1000(b *testing.B) []string {
 	dir := b.TempDir()
 	files := make([]string, 1000)

@@ -28,6 +28,7 @@ func fastParse(data []byte) (doc *etree.Document, spans []elemSpan, ok bool) {
 		}
 	}
 	p := fastParser{data: data, src: string(data)}
+	p.spans = make([]elemSpan, 0, bytes.Count(data, []byte("<"))) // an upper bound
 	doc = etree.NewDocument()
 	doc.ReadSettings.PreserveCData = true
 	doc.ReadSettings.PreserveDuplicateAttrs = true
@@ -181,7 +182,12 @@ func (p *fastParser) startTag(parent *etree.Element) (*etree.Element, bool, bool
 		case '>':
 			p.i = i + 1
 			p.spans = append(p.spans, elemSpan{start: start, end: p.i})
-			e.Child = slices.Grow(e.Child, 4) // text or a few children follow
+			// Size the child list: a leaf holds one text token.
+			if j := bytes.IndexByte(data[p.i:], '<'); j >= 0 && p.i+j+1 < len(data) && data[p.i+j+1] == '/' {
+				e.Child = slices.Grow(e.Child, 1)
+			} else {
+				e.Child = slices.Grow(e.Child, 4)
+			}
 			return e, false, true
 		case '/':
 			if i+1 >= len(data) || data[i+1] != '>' {

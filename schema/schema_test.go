@@ -308,6 +308,29 @@ func TestReferenceCaptures(t *testing.T) {
 	}
 }
 
+func TestValidateFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.xml")
+	bad := filepath.Join(dir, "bad.xml")
+	if err := os.WriteFile(good, []byte(strings.Replace(minimalDomain, "%s", "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte(strings.Replace(minimalDomain, "%s", "<vpcu/>", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.xml")
+	got := ValidateFiles([]string{good, bad, missing, good})
+	if len(got) != 4 || got[0] != nil || got[3] != nil {
+		t.Fatalf("ValidateFiles = %v", got)
+	}
+	if len(got[1]) != 1 || got[1][0].Error() != bad+":5:3: element <vpcu> is not allowed in <domain>; did you mean <vcpu>?" {
+		t.Errorf("bad file: %v", got[1])
+	}
+	if len(got[2]) != 1 || !strings.HasPrefix(got[2][0].Error(), missing+": cannot read file: ") {
+		t.Errorf("missing file: %v", got[2])
+	}
+}
+
 func TestParseScaled(t *testing.T) {
 	cases := []struct {
 		value, unit, def string
