@@ -92,6 +92,15 @@ func (v *validator) domainSemantics(root *etree.Element) {
 			}
 		}
 	}
+	if vc := root.SelectElement("vcpu"); vc != nil {
+		if count, err := parseUint(vc.Text()); err == nil && count >= 1 {
+			for _, cell := range root.FindElements("cpu/numa/cell") {
+				if hi, ok := parseCPUSet(cell.SelectAttrValue("cpus", "")); ok && uint64(hi) >= count {
+					v.attrErrorf(cell, "cpus", "CPU IDs in <numa> exceed the <vcpu> count (%d)", count)
+				}
+			}
+		}
+	}
 	devices := root.SelectElement("devices")
 	if devices == nil {
 		return

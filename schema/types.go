@@ -145,6 +145,45 @@ func isIPv6(s string) bool {
 
 var cpusetRE = regexp.MustCompile(`^([0-9]+(-[0-9]+)?|\^[0-9]+)(,([0-9]+(-[0-9]+)?|\^[0-9]+))*$`)
 
+// parseCPUSet parses libvirt's CPU set syntax ("0-3,^2,6") and returns the
+// highest CPU it includes (-1 when none), or ok=false when it is malformed
+// or a range runs backwards.
+func parseCPUSet(s string) (highest int, ok bool) {
+	if !cpusetRE.MatchString(s) {
+		return -1, false
+	}
+	const limit = 1 << 16 // far above any host; keeps the set small
+	in := map[int]bool{}
+	for _, part := range strings.Split(s, ",") {
+		if n, found := strings.CutPrefix(part, "^"); found {
+			v, err := strconv.Atoi(n)
+			if err != nil || v >= limit {
+				return -1, false
+			}
+			delete(in, v)
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.Atoi(lo)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil || b < a || b >= limit {
+			return -1, false
+		}
+		for v := a; v <= b; v++ {
+			in[v] = true
+		}
+	}
+	highest = -1
+	for v := range in {
+		highest = max(highest, v)
+	}
+	return highest, true
+}
+
 // namedTypes are the value types rule tables refer to by name.
 var namedTypes = map[string]*valueType{
 	"str":      {desc: "a string", ok: func(string) bool { return true }, raw: true},
@@ -191,7 +230,7 @@ var namedTypes = map[string]*valueType{
 	"absdir":   {desc: "an absolute directory path", ok: func(s string) bool { return strings.HasPrefix(s, "/") && !strings.Contains(s, "\n") }},
 	"yesno":    {desc: "yes or no", enum: []string{"yes", "no"}},
 	"onoff":    {desc: "on or off", enum: []string{"on", "off"}},
-	"cpuset":   {desc: "a CPU set such as 0-3,^2,6", ok: cpusetRE.MatchString},
+	"cpuset":   {desc: "a CPU set such as 0-3,^2,6", ok: func(s string) bool { _, ok := parseCPUSet(s); return ok }},
 	"unit":     {desc: "a size unit (b, bytes, KiB, KB, MiB, MB, GiB, GB, TiB, TB, PiB, PB, EiB, EB)", ok: func(s string) bool { return validUnit(s) && s != "" }},
 	"wwn":      pattern("a WWN of 16 hex digits", `(0x)?[0-9a-fA-F]{16}`),
 	"port":     uintRange(0, 65535),
