@@ -58,6 +58,8 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (dnsmasqFiles, erro
 	// The lease and pid files live in the root-only run directory.
 	conf.WriteString("user=root\n")
 	conf.WriteString("no-hosts\n")
+	// Plain names are answered here or not at all, never sent upstream.
+	conf.WriteString("domain-needed\n")
 	if n.Domain != "" {
 		fmt.Fprintf(&conf, "domain=%s\nlocal=/%s/\nexpand-hosts\n", n.Domain, n.Domain)
 	}
