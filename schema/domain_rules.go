@@ -186,7 +186,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     access @mode!=enum(shared|private)
     allocation @mode=enum(immediate|ondemand) @threads=uint
     discard
-  vcpu @placement=enum(static|auto) @cpuset=cpuset @current=uint :uint
+  vcpu @placement=enum(static|auto) @cpuset=cpuset @current=range(1..65535) :range(1..65535)
   vcpus
     vcpu* @id!=uint @enabled!=yesno @hotpluggable=yesno @order=uint
   iothreads :uint

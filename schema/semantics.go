@@ -37,7 +37,7 @@ func (v *validator) checkName(root *etree.Element) {
 	}
 	name := n.Text()
 	switch {
-	case strings.TrimSpace(name) == "":
+	case name == "":
 		v.errorf(n, "name must not be empty")
 	case strings.Contains(name, "/"):
 		v.errorf(n, "name %s cannot contain '/'", name)
@@ -61,7 +61,7 @@ func (v *validator) domainSemantics(root *etree.Element) {
 	v.checkVariants(root, domainVariantIndex)
 	const memLimit = math.MaxInt64 // libvirt caps memory at LLONG_MAX bytes
 	mem, memOK := v.scaled(root.SelectElement("memory"), "KiB", memLimit)
-	if root.SelectElement("memory") == nil && !hasNUMAMemory(root) {
+	if (root.SelectElement("memory") == nil || memOK && mem == 0) && !hasNUMAMemory(root) {
 		v.errorf(root, "memory size must be specified via <memory> or in the <numa> configuration")
 	}
 	if os := root.SelectElement("os"); os == nil || os.SelectElement("type") == nil {
@@ -82,9 +82,6 @@ func (v *validator) domainSemantics(root *etree.Element) {
 	if vc := root.SelectElement("vcpu"); vc != nil {
 		count, err := parseUint(vc.Text())
 		if err == nil {
-			if count < 1 {
-				v.errorf(vc, "<vcpu> count must be at least 1")
-			}
 			if a := vc.SelectAttr("current"); a != nil {
 				if cur, err := parseUint(a.Value); err == nil && cur > count {
 					v.attrErrorf(vc, "current", "maximum vCPU count (%d) must not be less than current vCPU count (%d)", count, cur)
