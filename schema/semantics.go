@@ -29,7 +29,8 @@ func (v *validator) scaled(e *etree.Element, defaultUnit string, limit uint64) (
 	return n, true
 }
 
-// checkName applies libvirt's object name rules (non-empty, no '/').
+// checkName applies libvirt's object name rules (non-empty, no '/') where
+// the schema's own type (domains allow '/' in it) does not.
 func (v *validator) checkName(root *etree.Element) {
 	n := root.SelectElement("name")
 	if n == nil {
@@ -139,9 +140,16 @@ func parseUint(s string) (uint64, error) {
 
 // networkSemantics applies the network parser's checks beyond structure.
 func (v *validator) networkSemantics(root *etree.Element) {
-	v.checkName(root)
-	for _, ip := range root.SelectElements("ip") {
+	// The name's type already excludes '/' and the empty string.
+	ips := root.SelectElements("ip")
+	for _, ip := range ips {
 		v.networkIP(ip)
+	}
+	if fw := root.SelectElement("forward"); fw != nil {
+		mode := fw.SelectAttrValue("mode", "nat")
+		if (mode == "nat" || mode == "route") && len(ips) == 0 {
+			v.errorf(fw, "%s forwarding requested, but no IP address provided", mode)
+		}
 	}
 }
 
@@ -161,7 +169,7 @@ func (v *validator) networkIP(ip *etree.Element) {
 	if p := ip.SelectAttr("prefix"); p != nil {
 		n, err := parseUint(p.Value)
 		if err == nil {
-			if addr.Is4() && n > 32 || n > 128 {
+			if addr.Is4() && n > 32 && n <= 128 { // above 128 the type check already failed
 				v.attrErrorf(ip, "prefix", "prefix %d is too long for address %s", n, addrS)
 			} else {
 				bits = int(n)
@@ -214,7 +222,8 @@ func (v *validator) networkIP(ip *etree.Element) {
 	for _, h := range dhcp.SelectElements("host") {
 		hs := h.SelectAttrValue("ip", "")
 		if a, err := netip.ParseAddr(hs); err == nil && !subnet.Contains(a) {
-			v.attrErrorf(h, "ip", "DHCP host address %s is not in network %s", a, subnet)
+			// libvirt accepts it; dnsmasq will never hand it out.
+			v.warnf(h, "DHCP host address %s is not in network %s", a, subnet)
 		}
 		if addr.Is4() && h.SelectAttr("mac") == nil && h.SelectAttr("name") == nil {
 			v.errorf(h, "static DHCP host entries of an IPv4 network need a mac or a name attribute")
@@ -252,7 +261,6 @@ func classfulBits(a netip.Addr) int {
 
 // poolSemantics applies the pool parser's checks beyond structure.
 func (v *validator) poolSemantics(root *etree.Element) {
-	v.checkName(root)
 	v.checkVariants(root, poolVariantIndex)
 	if target := root.SelectElement("target"); target != nil {
 		if p := target.SelectElement("path"); p != nil {
