@@ -94,24 +94,8 @@ func (img *Image) setRefcount(off, v uint64) error {
 		if v == 0 {
 			return nil
 		}
-		// New refcount block at the end of the file. It is written (as
-		// zeros) before the table entry that points to it.
 		var err error
-		if rb, err = img.reserve(1); err != nil {
-			return err
-		}
-		t, err := img.newTable(img.rbCache, rb, false)
-		if err != nil {
-			return err
-		}
-		if _, err := img.f.WriteAt(t.buf, int64(rb)); err != nil {
-			return img.fail(err)
-		}
-		img.reftable[bi] = rb
-		if err := img.writeReftableEntry(bi); err != nil {
-			return err
-		}
-		if err := img.setRefcount(rb, 1); err != nil {
+		if rb, err = img.newRefblock(bi); err != nil {
 			return err
 		}
 	}
@@ -122,6 +106,34 @@ func (img *Image) setRefcount(off, v uint64) error {
 	putRefcount(t.buf, ci%img.refsPerBlk, img.refOrder, v)
 	t.dirty = true
 	return nil
+}
+
+// newRefblock allocates refcount block bi at the end of the file. The
+// block, and its own refcount, reach the disk before the refcount table
+// entry that points to it, so a crash at any point leaves at worst a
+// leaked cluster.
+func (img *Image) newRefblock(bi uint64) (uint64, error) {
+	rb, err := img.reserve(1)
+	if err != nil {
+		return 0, err
+	}
+	t, err := img.newTable(img.rbCache, rb, false)
+	if err != nil {
+		return 0, err
+	}
+	if self := rb >> img.clusterBits; self/img.refsPerBlk == bi {
+		putRefcount(t.buf, self%img.refsPerBlk, img.refOrder, 1)
+	} else if err := img.setRefcount(rb, 1); err != nil {
+		return 0, err
+	}
+	if err := img.writeTables(img.rbCache); err != nil {
+		return 0, err
+	}
+	if err := img.f.Sync(); err != nil {
+		return 0, img.fail(err)
+	}
+	img.reftable[bi] = rb
+	return rb, img.writeReftableEntry(bi)
 }
 
 func (img *Image) writeReftableEntry(i uint64) error {
@@ -166,6 +178,22 @@ func (img *Image) growReftable(minEntries uint64) error {
 	if _, err := img.f.WriteAt(buf, int64(tableOff)); err != nil {
 		return img.fail(err)
 	}
+	// Switch to the new table in memory first: refcounts for its own
+	// clusters (and any refcount blocks they need) go into it, and become
+	// durable before the header points at it. Until then the old table
+	// sees them as leaks at worst.
+	oldOff, oldClusters := img.hdr.RefcountTableOffset, uint64(img.hdr.RefcountTableClusters)
+	img.reftable = newTable
+	img.hdr.RefcountTableOffset = tableOff
+	img.hdr.RefcountTableClusters = uint32(clusters)
+	for i := uint64(0); i < clusters; i++ {
+		if err := img.setRefcount(tableOff+i*img.clusterSize, 1); err != nil {
+			return err
+		}
+	}
+	if err := img.writeTables(img.rbCache); err != nil {
+		return err
+	}
 	if err := img.f.Sync(); err != nil {
 		return img.fail(err)
 	}
@@ -175,14 +203,8 @@ func (img *Image) growReftable(minEntries uint64) error {
 	if _, err := img.f.WriteAt(hb[:], 48); err != nil {
 		return img.fail(err)
 	}
-	oldOff, oldClusters := img.hdr.RefcountTableOffset, uint64(img.hdr.RefcountTableClusters)
-	img.reftable = newTable
-	img.hdr.RefcountTableOffset = tableOff
-	img.hdr.RefcountTableClusters = uint32(clusters)
-	for i := uint64(0); i < clusters; i++ {
-		if err := img.setRefcount(tableOff+i*img.clusterSize, 1); err != nil {
-			return err
-		}
+	if err := img.f.Sync(); err != nil {
+		return img.fail(err)
 	}
 	for i := uint64(0); i < oldClusters; i++ {
 		img.pending = append(img.pending, oldOff+i*img.clusterSize)
