@@ -7,6 +7,11 @@
 // What the guest runs is not this package's business: Options.Boot loads
 // it (a Linux kernel via package boot, or a test payload) and sets each
 // vCPU's entry state.
+//
+// Device models run on the vCPU threads (their Read/Write serve exits).
+// From there they may call RequestExit, EnableSyscallFixup and their
+// bus.Interrupt, but never Start, Pause, Resume, Reset, Stop or Close,
+// which wait for the vCPUs and would wait for themselves.
 package vm
 
 import (
