@@ -35,7 +35,7 @@ const domainRules = `
   secret! @type!=enum(ceph|iscsi) @uuid=uuid @usage=str
 
 # disk and backing store sources (all variants merged)
-=disksource @file=str @fdgroup=str @index=posint @startupPolicy=enum(mandatory|requisite|optional) @dev=str @dir=str @protocol=enum(nbd|iscsi|rbd|sheepdog|gluster|vxhs|nfs|http|https|ftp|ftps|tftp|ssh) @name=str @tls=yesno @tlsHostname=str @query=str @pool=str @volume=volname @mode=enum(host|direct) @type=enum(pci|unix) @namespace=h32 @managed=yesno @path=str @writeFiltering=yesno
+=disksource @file=str @fdgroup=str @index=posint @startupPolicy=enum(mandatory|requisite|optional) @dev=str @dir=str @protocol=enum(nbd|iscsi|rbd|sheepdog|gluster|vxhs|nfs|http|https|ftp|ftps|tftp) @name=str @tls=yesno @tlsHostname=str @query=str @pool=str @volume=volname @mode=enum(host|direct) @type=enum(pci|unix) @namespace=h32 @managed=yesno @path=str @writeFiltering=yesno
   slices
     slice* @type!=enum(storage) @offset!=uint @size!=posint
   privateData any
@@ -55,8 +55,7 @@ const domainRules = `
   readahead @size!=posint
   timeout @seconds!=posint
   ssl @verify!=yesno
-  identity @user=str @group=str @username=str @usergroup=str
-  knownHosts @path!=abspath
+  identity @user=str @group=str
   address &pciaddr @type=enum(pci)
   reconnect &reconnect
   adapter @type=enum(scsi_host|fc_host) @name=str @parent=str @managed=yesno @parent_wwnn=wwn @parent_wwpn=wwn @parent_fabric_wwn=wwn @wwnn=wwn @wwpn=wwn
@@ -108,6 +107,8 @@ const domainRules = `
 
 =capdef @state!=onoff
 
+=coalesce @max=uint32 @irq=uint32 @high=uint32 @low=uint32
+
 domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phyp|vz|bhyve|hvf) @id=int
   name! :name
   uuid :uuid
@@ -150,8 +151,8 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     type! @arch=arch @machine=str :enum(hvm|xen|linux|xenpvh|exe|uml)
     firmware
       feature+ @enabled!=yesno @name!=enum(enrolled-keys|secure-boot)
-    loader @readonly=yesno @secure=yesno @type=enum(rom|pflash) @stateless=yesno @format=enum(raw|qcow2) :str
-    nvram @template=abspath @type=enum(file|block|network) @format=enum(raw|qcow2) :str
+    loader @readonly=yesno @secure=yesno @type=enum(rom|pflash) @stateless=yesno :str
+    nvram @template=abspath @type=enum(file|block|network) :str
       source &disksource
     kernel :str
     initrd :str
@@ -252,7 +253,6 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     sbbc @value!=enum(broken|workaround|fixed)
     cfpc @value!=enum(broken|workaround|fixed)
     ibs @value!=enum(broken|workaround|fixed-ibs|fixed-ccd|fixed-na)
-    async-teardown @enabled!=yesno
     hyperv @mode=enum(custom|passthrough)
       relaxed &capdef
       vapic &capdef
@@ -404,7 +404,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       &dev
       master @startport!=uint
       model @name!=str
-      target @chassisNr=h8 @chassis=h8 @port=h8 @busNr=h8 @index=h8 @hotplug=onoff @memReserve=uint
+      target @chassisNr=h8 @chassis=h8 @port=h8 @busNr=h8 @index=h8 @hotplug=onoff
         node :uint
       pcihole64 &sized
       driver @queues=uint @cmd_per_lun=uint @max_sectors=uint @ioeventfd=onoff @iothread=uint @iommu=onoff @ats=onoff @packed=onoff @page_per_vq=onoff
@@ -442,7 +442,11 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       mtu @size!=port
       coalesce
         rx
-          frames @max=uint
+          frames &coalesce
+          usecs &coalesce
+        tx
+          frames &coalesce
+          usecs &coalesce
       target @dev!=devname @managed=yesno
       guest @dev=devname @actual=devname
       mac @address!=mac @type=enum(generated|static) @check=yesno
@@ -477,7 +481,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       &dev
       audio @id!=h8
       codec* @type!=enum(duplex|micro|output)
-    audio* @id!=h8 @type!=enum(none|alsa|coreaudio|dbus|jack|oss|pulseaudio|sdl|spice|file) @timerPeriod=h32 @tryMMap=yesno @exclusive=yesno @dspPolicy=int @serverName=str @driver=enum(esd|alsa|arts|pulseaudio) @path=str @runtimeDir=abspath
+    audio* @id!=h8 @type!=enum(none|alsa|coreaudio|dbus|jack|oss|pulseaudio|sdl|spice|file) @timerPeriod=h32 @tryMMap=yesno @exclusive=yesno @dspPolicy=int @serverName=str @driver=enum(esd|alsa|arts|pulseaudio) @path=str
       input @mixingEngine=yesno @fixedSettings=yesno @voices=h32 @bufferLength=h32 @dev=str @bufferCount=h32 @serverName=str @clientName=str @connectPorts=str @exactName=yesno @tryPoll=yesno @name=str @streamName=str @latency=h32
         settings @frequency=h32 @channels=h32 @format=enum(s8|u8|s16|u16|s32|u32|f32)
       output @mixingEngine=yesno @fixedSettings=yesno @voices=h32 @bufferLength=h32 @dev=str @bufferCount=h32 @serverName=str @clientName=str @connectPorts=str @exactName=yesno @tryPoll=yesno @name=str @streamName=str @latency=h32
@@ -495,7 +499,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       teaming @type!=enum(persistent|transient) @persistent=str
     graphics* @type!=enum(sdl|vnc|spice|rdp|desktop|egl-headless|dbus) @display=str @xauth=str @fullscreen=yesno @port=range(-1..65535) @autoport=yesno @websocket=range(-1..65535) @listen=str @sharePolicy=enum(allow-exclusive|force-shared|ignore) @powerControl=yesno @socket=abspath @passwd=str @keymap=str @passwdValidTo=str @connected=enum(fail|disconnect|keep) @tlsPort=range(-1..65535) @defaultMode=enum(any|secure|insecure) @multiUser=yesno @replaceUser=yesno @address=str @p2p=yesno
       gl @enable=yesno @rendernode=abspath
-      listen* @type!=enum(address|network|socket|none) @address=str @network=str @socket=abspath @autoGenerated=yesno
+      listen* @type!=enum(address|network|socket|none) @address=str @network=str @socket=abspath
       channel* @name!=enum(main|display|inputs|cursor|playback|record|smartcard|usbredir) @mode!=enum(any|secure|insecure)
       image @compression!=enum(auto_glz|auto_lz|quic|glz|lz|off)
       jpeg @compression!=enum(auto|never|always)
@@ -508,7 +512,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       audio @id!=h8
     video*
       &dev
-      model @type!=enum(vga|cirrus|vmvga|xen|vbox|virtio|gop|none|bochs|ramfb|qxl) @ram=uint @vram=uint @vram64=uint @vgamem=uint @heads=uint @primary=yesno @blob=onoff
+      model @type!=enum(vga|cirrus|vmvga|xen|vbox|virtio|gop|none|bochs|ramfb|qxl) @ram=uint @vram=uint @vram64=uint @vgamem=uint @heads=uint @primary=yesno
         acceleration @accel3d=yesno @accel2d=yesno @rendernode=abspath
         resolution @x!=uint @y!=uint
       driver @name=enum(qemu|vhostuser) @vgaconf=enum(io|on|off) @iommu=onoff @ats=onoff @packed=onoff @page_per_vq=onoff
