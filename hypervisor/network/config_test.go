@@ -67,11 +67,10 @@ func TestDnsmasqConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := dnsmasqConfig(n, "vshbr7", "/run/vsh/networks/testnat")
+	conf, err := dnsmasqConfig(n, "vshbr7", "/run/vsh/networks/testnat")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := files[dnsmasqConf]
 	for _, w := range []string{
 		"interface=vshbr7\n", "bind-interfaces\n", "except-interface=lo\n",
 		"dhcp-range=192.168.150.100,192.168.150.120,255.255.255.0\n",
@@ -79,6 +78,8 @@ func TestDnsmasqConfig(t *testing.T) {
 		"dhcp-leasefile=/run/vsh/networks/testnat/dnsmasq.leases\n",
 		"pid-file=/run/vsh/networks/testnat/dnsmasq.pid\n",
 		"domain=vsh.test\n", "local=/vsh.test/\n",
+		"dhcp-host=52:54:00:00:00:42,192.168.150.42,fixed\n",
+		"host-record=web,www.vsh.test,192.168.150.77\n",
 	} {
 		if !strings.Contains(conf, w) {
 			t.Errorf("dnsmasq.conf lacks %q:\n%s", w, conf)
@@ -87,11 +88,8 @@ func TestDnsmasqConfig(t *testing.T) {
 	if strings.Contains(conf, "no-resolv") {
 		t.Errorf("no-resolv without forwarders")
 	}
-	if got := files[dnsmasqHostsFile]; got != "52:54:00:00:00:42,192.168.150.42,fixed\n" {
-		t.Errorf("hostsfile %q", got)
-	}
-	if got := files[dnsmasqAddnHosts]; got != "192.168.150.77\tweb www.vsh.test\n" {
-		t.Errorf("addn-hosts %q", got)
+	if strings.Contains(conf, "user=") {
+		t.Errorf("dnsmasq must drop to its default unprivileged user")
 	}
 
 	for _, bad := range []string{
@@ -110,9 +108,9 @@ func TestDnsmasqConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err = dnsmasqConfig(fw, "br", "/tmp")
-	if err != nil || !strings.Contains(files[dnsmasqConf], "no-resolv\nserver=10.0.0.53\n") || strings.Contains(files[dnsmasqConf], "dhcp-range") {
-		t.Errorf("forwarder config %v:\n%s", err, files[dnsmasqConf])
+	conf, err = dnsmasqConfig(fw, "br", "/tmp")
+	if err != nil || !strings.Contains(conf, "no-resolv\nserver=10.0.0.53\n") || strings.Contains(conf, "dhcp-range") {
+		t.Errorf("forwarder config %v:\n%s", err, conf)
 	}
 }
 

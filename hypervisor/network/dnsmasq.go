@@ -21,11 +21,9 @@ import (
 
 // Files of a network's dnsmasq in its run directory.
 const (
-	dnsmasqConf      = "dnsmasq.conf"
-	dnsmasqPid       = "dnsmasq.pid"
-	dnsmasqLeases    = "dnsmasq.leases"
-	dnsmasqHostsFile = "dnsmasq.hostsfile" // <dhcp><host>: mac,ip,name
-	dnsmasqAddnHosts = "dnsmasq.addnhosts" // <dns><host>: ip name...
+	dnsmasqConf   = "dnsmasq.conf"
+	dnsmasqPid    = "dnsmasq.pid"
+	dnsmasqLeases = "dnsmasq.leases"
 )
 
 // dnsmasqPath finds dnsmasq (Debian's dnsmasq-base).
@@ -42,21 +40,21 @@ func dnsmasqPath() (string, error) {
 	return p, nil
 }
 
-// dnsmasqFiles holds the generated configuration files by name.
-type dnsmasqFiles map[string]string
-
 // dnsmasqConfig generates a network's dnsmasq configuration, as libvirt
 // does: bound to the bridge only, DHCP ranges and static hosts from the
 // XML, <dns><host> records, and the lease file in the run directory.
-func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (dnsmasqFiles, error) {
-	var conf, hosts, addn bytes.Buffer
+// Static hosts and DNS records are in the one file dnsmasq reads as root:
+// it runs as nobody afterwards and could not read more files in the
+// root-only run directory.
+func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (string, error) {
+	var conf, hosts bytes.Buffer
 	fmt.Fprintf(&conf, "# vsh: dnsmasq of network %s; do not edit, net-start rewrites it\n", n.Name)
 	conf.WriteString("strict-order\n")
 	fmt.Fprintf(&conf, "pid-file=%s\n", filepath.Join(runDir, dnsmasqPid))
 	conf.WriteString("except-interface=lo\nbind-interfaces\n")
 	fmt.Fprintf(&conf, "interface=%s\n", bridge)
-	// The lease and pid files live in the root-only run directory.
-	conf.WriteString("user=root\n")
+	// dnsmasq opens its lease, pid and hosts files as root and then runs
+	// as nobody (its default), as libvirt's runs unprivileged.
 	conf.WriteString("no-hosts\n")
 	// Plain names are answered here or not at all, never sent upstream.
 	conf.WriteString("domain-needed\n")
@@ -74,13 +72,13 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (dnsmasqFiles, erro
 	for _, ip := range n.IPs {
 		sub, err := ip.Net()
 		if err != nil {
-			return nil, fmt.Errorf("network '%s': %w", n.Name, err)
+			return "", fmt.Errorf("network '%s': %w", n.Name, err)
 		}
 		v6 := sub.IP.To4() == nil
 		for _, r := range ip.DHCPRanges {
 			start, end := net.ParseIP(r.Start), net.ParseIP(r.End)
 			if start == nil || end == nil || !sub.Contains(start) || !sub.Contains(end) {
-				return nil, fmt.Errorf("network '%s': DHCP range %s - %s is not inside %s", n.Name, r.Start, r.End, sub)
+				return "", fmt.Errorf("network '%s': DHCP range %s - %s is not inside %s", n.Name, r.Start, r.End, sub)
 			}
 			if v6 {
 				ones, _ := sub.Mask.Size()
@@ -109,7 +107,7 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (dnsmasqFiles, erro
 				f = append(f, h.Name)
 			}
 			if len(f) > 0 {
-				hosts.WriteString(strings.Join(f, ",") + "\n")
+				hosts.WriteString("dhcp-host=" + strings.Join(f, ",") + "\n")
 			}
 		}
 	}
@@ -119,24 +117,26 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (dnsmasqFiles, erro
 			fmt.Fprintf(&conf, "dhcp-lease-max=%d\n", leaseMax)
 		}
 		fmt.Fprintf(&conf, "dhcp-leasefile=%s\n", filepath.Join(runDir, dnsmasqLeases))
-		fmt.Fprintf(&conf, "dhcp-hostsfile=%s\n", filepath.Join(runDir, dnsmasqHostsFile))
 	}
+	conf.Write(hosts.Bytes())
 	if ipv6 {
 		conf.WriteString("enable-ra\n")
 	}
 	for _, h := range n.DNS.Hosts {
 		if net.ParseIP(h.IP) == nil || len(h.Hostnames) == 0 {
-			return nil, fmt.Errorf("network '%s': <dns><host ip='%s'> needs a valid IP and a hostname", n.Name, h.IP)
+			return "", fmt.Errorf("network '%s': <dns><host ip='%s'> needs a valid IP and a hostname", n.Name, h.IP)
 		}
-		fmt.Fprintf(&addn, "%s\t%s\n", h.IP, strings.Join(h.Hostnames, " "))
-	}
-	fmt.Fprintf(&conf, "addn-hosts=%s\n", filepath.Join(runDir, dnsmasqAddnHosts))
-	for _, s := range []string{conf.String(), hosts.String(), addn.String()} {
-		if strings.ContainsAny(s, "\x00\r") {
-			return nil, fmt.Errorf("network '%s': control characters in DHCP/DNS settings", n.Name)
+		for _, name := range h.Hostnames {
+			if name == "" || strings.ContainsAny(name, ", \t") {
+				return "", fmt.Errorf("network '%s': bad DNS hostname %q", n.Name, name)
+			}
 		}
+		fmt.Fprintf(&conf, "host-record=%s,%s\n", strings.Join(h.Hostnames, ","), h.IP)
 	}
-	return dnsmasqFiles{dnsmasqConf: conf.String(), dnsmasqHostsFile: hosts.String(), dnsmasqAddnHosts: addn.String()}, nil
+	if s := conf.String(); strings.ContainsAny(s, "\x00\r") {
+		return "", fmt.Errorf("network '%s': control characters in DHCP/DNS settings", n.Name)
+	}
+	return conf.String(), nil
 }
 
 // rangeSize counts the addresses from start to end inclusive (IPv4).
@@ -155,17 +155,15 @@ func rangeSize(start, end net.IP) int {
 // startDnsmasq writes the configuration and starts the daemon. dnsmasq
 // forks itself; its parent exits once the daemon is serving, or with the
 // reason it could not.
-func startDnsmasq(files dnsmasqFiles, runDir string) error {
+func startDnsmasq(config string, runDir string) error {
 	bin, err := dnsmasqPath()
 	if err != nil {
 		return err
 	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(runDir, name), []byte(content), 0o600); err != nil {
-			return err
-		}
-	}
 	conf := filepath.Join(runDir, dnsmasqConf)
+	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
+		return err
+	}
 	// Output goes to a file, not a pipe: the daemon could keep a pipe
 	// open and make Wait hang.
 	logPath := filepath.Join(runDir, "dnsmasq.start.log")

@@ -120,9 +120,9 @@ func (b Backend) Start(n *domxml.Network, runDir string) (err error) {
 		return driver.Errorf(driver.ErrConfigUnsupported, "network '%s': %v", n.Name, err)
 	}
 	// Check everything that can be checked before touching the host.
-	var files dnsmasqFiles
+	var dnsConf string
 	if len(n.IPs) > 0 {
-		if files, err = dnsmasqConfig(n, bridge, runDir); err != nil {
+		if dnsConf, err = dnsmasqConfig(n, bridge, runDir); err != nil {
 			return driver.Errorf(driver.ErrConfigUnsupported, "%v", err)
 		}
 		if _, err := dnsmasqPath(); err != nil {
@@ -199,12 +199,12 @@ func (b Backend) Start(n *domxml.Network, runDir string) (err error) {
 	}
 
 	// DHCP and DNS.
-	if files != nil {
+	if dnsConf != "" {
 		st.Dnsmasq = true
 		if err := st.save(runDir); err != nil {
 			return wrapErr(err)
 		}
-		if err := startDnsmasq(files, runDir); err != nil {
+		if err := startDnsmasq(dnsConf, runDir); err != nil {
 			return driver.Errorf(driver.ErrOperationFailed, "network '%s': %v", n.Name, err)
 		}
 	}

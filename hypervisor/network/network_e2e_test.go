@@ -88,6 +88,12 @@ func TestNATNetwork(t *testing.T) {
 		}
 	})
 
+	if pid, err := dnsmasqPID(runDir); err != nil {
+		t.Errorf("dnsmasq pid: %v", err)
+	} else if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); strings.Contains(string(st), "\nUid:\t0\t") {
+		t.Errorf("dnsmasq %d runs as root", pid)
+	}
+
 	rules := host.run("nft", "list", "table", "ip", "vsh-testnat")
 	for _, want := range []string{"masquerade", `iifname "vshbr7"`, "192.168.150.0/24"} {
 		if !strings.Contains(rules, want) {
