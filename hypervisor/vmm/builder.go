@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,7 @@ func Build(cfg *hypervisor.Config, console io.Writer) (Machine, error) {
 	opts := vm.OptionsFromConfig(cfg)
 	opts.APICIDs = apicIDs
 	pvm := opts.PVMFixups
+	b.pvm = pvm
 	opts.FilterCPUID = func(entries []kvm.CPUIDEntry, vcpu int) []kvm.CPUIDEntry {
 		in := make([]boot.CPUIDEntry, len(entries))
 		for i, e := range entries {
@@ -64,6 +66,12 @@ func Build(cfg *hypervisor.Config, console io.Writer) (Machine, error) {
 	}
 	b.m = m
 	b.apicIDs = apicIDs
+	if pvm {
+		// On PVM hosts a guest user-mode SYSCALL never reaches ring 0; the
+		// engine's fix-up must be armed just before the kernel starts its
+		// first process, which Linux announces on the console.
+		console = &markerWatcher{w: console, marker: []byte("as init process"), fire: m.EnableSyscallFixup}
+	}
 	if err := b.addDevices(console); err != nil {
 		b.Close()
 		return nil, err
@@ -76,6 +84,7 @@ type built struct {
 	cfg            *hypervisor.Config
 	kernel, initrd []byte
 	apicIDs        []uint32
+	pvm            bool
 	m              *vm.Machine
 
 	uart       *legacy.UART
@@ -229,6 +238,9 @@ func (b *built) boot(m *vm.Machine) error {
 		return err
 	}
 	cmdline := b.cfg.Boot.Cmdline
+	if b.pvm {
+		cmdline = pvmCmdline(cmdline)
+	}
 	if extra := strings.Join(b.cmdline, " "); extra != "" {
 		cmdline = strings.TrimSpace(cmdline + " " + extra)
 	}
@@ -244,6 +256,59 @@ func (b *built) boot(m *vm.Machine) error {
 		return err
 	}
 	return m.VCPU(0).SetEntry(vm.Entry{RIP: loaded.Entry, RSI: loaded.ZeroPage, CR3: cr3})
+}
+
+// pvmCmdline adds the kernel parameters a Linux guest needs on a PVM host
+// (this-machine-kvm.md): features whose instructions the nested layer
+// cannot emulate in ring 0 are hidden, and page-table isolation is off so
+// the SYSCALL fix-up's trampoline is visible from user mode. Parameters
+// the user already set are left alone.
+func pvmCmdline(cmdline string) string {
+	has := func(p string) bool {
+		for _, f := range strings.Fields(cmdline) {
+			if f == p || strings.HasPrefix(f, p+"=") {
+				return true
+			}
+		}
+		return false
+	}
+	var add []string
+	if !has("noxsave") {
+		add = append(add, "noxsave")
+	}
+	if !has("clearcpuid") {
+		add = append(add, "clearcpuid=smap,popcnt,fsgsbase,invpcid")
+	}
+	if !has("nopti") && !has("mitigations") && !has("pti") {
+		add = append(add, "nopti")
+	}
+	return strings.TrimSpace(cmdline + " " + strings.Join(add, " "))
+}
+
+// markerWatcher passes console output through and calls fire once, the
+// first time marker appears in it (also across write boundaries).
+type markerWatcher struct {
+	w      io.Writer
+	marker []byte
+	fire   func()
+	tail   []byte
+	fired  bool
+}
+
+func (m *markerWatcher) Write(p []byte) (int, error) {
+	if !m.fired {
+		buf := append(m.tail, p...)
+		if bytes.Contains(buf, m.marker) {
+			m.fired = true
+			m.fire()
+		}
+		keep := len(m.marker) - 1
+		if len(buf) > keep {
+			buf = buf[len(buf)-keep:]
+		}
+		m.tail = append(m.tail[:0], buf...)
+	}
+	return m.w.Write(p)
 }
 
 func toU8(ids []uint32) []uint8 {

@@ -3,6 +3,7 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,7 +21,10 @@ type Engine struct {
 	Exe string
 }
 
-var _ local.Engine = Engine{}
+var (
+	_ local.Engine        = Engine{}
+	_ local.ConsoleEngine = Engine{}
+)
 
 // paths places a domain's socket and records in its run directory and its
 // console log beside that directory, so the log survives the domain's
@@ -157,4 +161,25 @@ func (e Exit) String() string {
 		return k
 	}
 	return k + ": " + e.Detail
+}
+
+// Console attaches to the domain's serial console through its VMM; with
+// force an existing session is disconnected. devname may name the serial
+// port ("serial0", "console0") or be empty.
+func (e Engine) Console(name, runDir, devname string, force bool) (io.ReadWriteCloser, error) {
+	switch devname {
+	case "", "serial0", "console0":
+	default:
+		return nil, driver.Errorf(driver.ErrInternal, "character device %s is not using a PTY", devname)
+	}
+	c, err := Dial(paths(name, runDir).Socket())
+	if err != nil {
+		return nil, controlError(err)
+	}
+	conn, err := c.Console(force)
+	if err != nil {
+		c.Close()
+		return nil, controlError(err)
+	}
+	return conn, nil
 }
