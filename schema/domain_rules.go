@@ -21,6 +21,11 @@ const domainRules = `
   address &address
   acpi @index=uint
 
+# devices without an ACPI index
+=devnoacpi
+  alias &alias
+  address &address
+
 =encryption @format!=enum(default|qcow|luks|luks2) @engine=enum(qemu|librbd)
   secret* @type!=enum(passphrase) @uuid=uuid @usage=str
   cipher @name!=str @size!=uint32 @mode=str @hash=str
@@ -83,7 +88,6 @@ const domainRules = `
     model @name!=enum(isa-serial|usb-serial|pci-serial|spapr-vty|pl011|16550a|sclpconsole|sclplmconsole|isa-debugcon)
   alias &alias
   address &address
-  acpi @index=uint
 
 =virtualport @type=enum(802.1Qbg|802.1Qbh|openvswitch|midonet)
   parameters @managerid=h8 @typeid=h24 @typeidversion=h8 @instanceid=uuid @profileid=str @interfaceid=uuid
@@ -106,8 +110,6 @@ const domainRules = `
   interface :devname
 
 =capdef @state!=onoff
-
-=coalesce @max=uint32 @irq=uint32 @high=uint32 @low=uint32
 
 domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phyp|vz|bhyve|hvf) @id=int
   name! :name
@@ -171,7 +173,6 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     initdir :abspath
     inituser :str
     initgroup :str
-    idmap
   clock @offset!=enum(localtime|utc|timezone|variable|absolute) @adjustment=str @timezone=str @basis=enum(utc|localtime) @start=uint
     timer* @name!=enum(platform|rtc|tsc|hpet|pit|kvmclock|hypervclock|armvtimer) @track=enum(boot|guest|wall|realtime) @tickpolicy=enum(delay|merge|discard|catchup) @frequency=uint @mode=enum(auto|native|emulate|paravirt|smpsafe) @present=yesno
       catchup @threshold=uint @slew=uint @limit=uint
@@ -227,7 +228,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     cachetune* @vcpus!=cpuset @id=str
       cache+ @id!=uint @level!=uint @type!=enum(both|code|data) @size!=uint @unit=unit
       monitor* @level=uint @vcpus!=cpuset
-    memorytune* @vcpus!=cpuset @id=str
+    memorytune* @vcpus!=cpuset
       node+ @id!=uint @bandwidth!=uint
       monitor* @vcpus!=cpuset
   numatune
@@ -422,9 +423,6 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
         thread_pool @size=uint
       source! @file=str @dev=str @dir=str @name=str @usage=uint @units=unit @socket=abspath @pool=str @volume=str
       target! @dir!=str
-      idmap
-        uid* @start!=uint @target!=uint @count!=uint
-        gid* @start!=uint @target!=uint @count!=uint
       readonly
       space_hard_limit &sized
       space_soft_limit &sized
@@ -442,11 +440,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       mtu @size!=port
       coalesce
         rx
-          frames &coalesce
-          usecs &coalesce
-        tx
-          frames &coalesce
-          usecs &coalesce
+          frames @max=uint32
       target @dev!=devname @managed=yesno
       guest @dev=devname @actual=devname
       mac @address!=mac @type=enum(generated|static) @check=yesno
@@ -521,16 +515,16 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     serial* &chardev
     channel* &chardev
     smartcard* @mode!=enum(host|host-certificates|passthrough) @type=str
-      &dev
+      address &address
       certificate* :str
       database :abspath
       source* @mode=str @path=str @host=str @service=str @channel=str @append=onoff
         reconnect &reconnect
       protocol @type=enum(raw|telnet|telnets|tls)
     hub* @type!=enum(usb)
-      &dev
+      &devnoacpi
     redirdev* @bus!=enum(usb) @type!=enum(dev|file|pipe|unix|tcp|udp|null|stdio|vc|pty|spicevmc|spiceport|nmdm|qemu-vdagent|dbus)
-      &dev
+      &devnoacpi
       source* @mode=str @path=str @host=str @service=str @channel=str @append=onoff
         reconnect &reconnect
       protocol @type=enum(raw|telnet|telnets|tls)
@@ -546,7 +540,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
         protocol @type=enum(raw|telnet|telnets|tls)
       driver @iommu=onoff @ats=onoff @packed=onoff @page_per_vq=onoff
     tpm* @model=enum(tpm-tis|tpm-crb|tpm-spapr|spapr-tpm-proxy)
-      &dev
+      &devnoacpi
       backend! @type!=enum(passthrough|emulator|external) @version=enum(1.2|2.0) @persistent_state=yesno
         device @path=str
         encryption @secret!=uuid
@@ -594,9 +588,9 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       stats @period!=posint
       driver @iommu=onoff @ats=onoff @packed=onoff @page_per_vq=onoff
     nvram
-      &dev
+      address &address
     panic* @model=enum(isa|pseries|hyperv|s390)
-      &dev
+      &devnoacpi
   qemu:commandline
     qemu:arg* @value!=str
     qemu:env* @name!=re([a-zA-Z_][a-zA-Z0-9_]*) @value=str
