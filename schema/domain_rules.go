@@ -99,7 +99,7 @@ const domainRules = `
 =usbsource @startupPolicy=enum(mandatory|requisite|optional) @guestReset=enum(off|uninitialized|on) @missing=yesno @writeFiltering=yesno @protocol=enum(adapter|iscsi|vhost) @name=str @wwpn=str
   vendor @id!=re(0x[0-9a-fA-F]{4})
   product @id!=re(0x[0-9a-fA-F]{4})
-  address @type=enum(pci|usb|scsi|ccw) &pciaddr @bus=str @device=str @target=str @unit=str @uuid=uuid @cssid=str @ssid=str @devno=str
+  address @type=enum(pci|usb|ccw) &pciaddr @bus=str @device=str @target=str @unit=str @uuid=uuid @cssid=str @ssid=str @devno=str
   adapter @name!=str
   host* @name!=str @port=uint
   auth &auth
@@ -154,7 +154,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     firmware
       feature+ @enabled!=yesno @name!=enum(enrolled-keys|secure-boot)
     loader @readonly=yesno @secure=yesno @type=enum(rom|pflash) @stateless=yesno :str
-    nvram @template=abspath @type=enum(file|block|network) :str
+    nvram @template=abspath @type=enum(file|block|dir|network|volume|nvme|vhostuser) :str
       source &disksource
     kernel :str
     initrd :str
@@ -404,7 +404,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
     controller* @type!=enum(fdc|sata|ccid|scsi|usb|ide|isa|pci|virtio-serial|xenbus) @index=uint @model=str @ports=uint @vectors=uint @maxGrantFrames=uint @maxEventChannels=uint
       &dev
       master @startport!=uint
-      model @name!=str
+      model @name!=enum(spapr-pci-host-bridge|pci-bridge|i82801b11-bridge|pcie-pci-bridge|ioh3420|pcie-root-port|x3130-upstream|xio3130-downstream|pxb|pxb-pcie)
       target @chassisNr=h8 @chassis=h8 @port=h8 @busNr=h8 @index=h8 @hotplug=onoff
         node :uint
       pcihole64 &sized
@@ -413,7 +413,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       lockspace! :str
       key! :str
       target! @path!=str @offset=uint
-    filesystem* @type=enum(file|block|mount|bind|template|ram|volume) @accessmode=enum(passthrough|mapped|squash) @multidevs=enum(default|remap|forbid|warn) @fmode=octal @dmode=octal @model=enum(virtio|virtio-transitional|virtio-non-transitional)
+    filesystem* @type=enum(file|block|mount|bind|template|ram) @accessmode=enum(passthrough|mapped|squash) @multidevs=enum(default|remap|forbid|warn) @fmode=octal @dmode=octal @model=enum(virtio|virtio-transitional|virtio-non-transitional)
       &dev
       driver @type=enum(path|handle|loop|nbd|ploop|virtiofs) @format=str @name=str @wrpolicy=enum(immediate) @queue=uint @iommu=onoff @ats=onoff @packed=onoff @page_per_vq=onoff
       binary @path=abspath @xattr=onoff
@@ -451,7 +451,7 @@ domain @type!=enum(qemu|kqemu|kvm|xen|lxc|uml|openvz|test|vmware|hyperv|vbox|phy
       script @path!=str
       downscript @path!=str
       backenddomain @name!=name
-      backend @type=enum(default|passt) @tap=abspath @vhost=abspath @logFile=abspath
+      backend @type=enum(passt) @tap=abspath @vhost=abspath @logFile=abspath
       model @type!=modeltype
       driver @name=enum(kvm|vfio|xen|qemu|vhost) @txmode=enum(iothread|timer) @ioeventfd=onoff @event_idx=onoff @queues=posint @rx_queue_size=posint @tx_queue_size=posint @iommu=onoff @ats=onoff @packed=onoff @page_per_vq=onoff @rss=onoff @rss_hash_report=onoff
         host @csum=onoff @gso=onoff @tso4=onoff @tso6=onoff @ecn=onoff @ufo=onoff @mrg_rxbuf=onoff
