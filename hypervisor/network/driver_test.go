@@ -30,16 +30,16 @@ func TestDefaultNetworkThroughDriver(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	if info, err := c.LookupNetwork("default"); err != nil || !info.Active || info.Bridge != "vshbr0" {
-		log, _ := os.ReadFile(filepath.Join(paths.Run, "autostart.log"))
-		t.Fatalf("default network after the first open: %+v, %v\n%s", info, err, log)
-	}
 	destroyed := false
 	t.Cleanup(func() {
 		if !destroyed {
 			host.do(func() error { return c.DestroyNetwork("default") })
 		}
 	})
+	if info, err := c.LookupNetwork("default"); err != nil || !info.Active || info.Bridge != "vshbr0" {
+		log, _ := os.ReadFile(filepath.Join(paths.Run, "autostart.log"))
+		t.Fatalf("default network after the first open: %+v, %v\n%s", info, err, log)
+	}
 	host.run("ip", "link", "add", "vg0", "type", "veth", "peer", "name", "eth0", "netns", strconv.Itoa(guest.pid))
 	host.run("ip", "link", "set", "vg0", "master", "vshbr0", "up")
 	guest.run("ip", "link", "set", "eth0", "address", "52:54:00:de:ad:01", "up")
