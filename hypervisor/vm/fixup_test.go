@@ -54,4 +54,7 @@ func TestPopcntInRing0(t *testing.T) {
 	if len(d.markers) != 2 || d.markers[0] != 9 || d.markers[1] != 1 {
 		t.Errorf("markers %v, want [9 1] (popcount of 0xf0f1, ZF for a zero source)", d.markers)
 	}
+	if kvm.IsPVM() && m.Stats()[0].Fixups != 2 {
+		t.Errorf("%d fix-ups on a PVM host, want 2", m.Stats()[0].Fixups)
+	}
 }

@@ -582,8 +582,9 @@ type VCPUStats struct {
 	// includes time spent running the guest).
 	CPUTime time.Duration
 	// Exits counts returns from KVM_RUN; IOExits and MMIOExits count
-	// those exits handed to the buses.
-	Exits, IOExits, MMIOExits uint64
+	// those exits handed to the buses, Fixups the instructions completed
+	// by the PVM fix-ups.
+	Exits, IOExits, MMIOExits, Fixups uint64
 }
 
 // Stats returns per-vCPU counters.
@@ -595,6 +596,7 @@ func (m *Machine) Stats() []VCPUStats {
 			Exits:     c.exits.Load(),
 			IOExits:   c.ioExits.Load(),
 			MMIOExits: c.mmioExits.Load(),
+			Fixups:    c.fixups.Load(),
 		}
 	}
 	return out

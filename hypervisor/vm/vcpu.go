@@ -41,7 +41,7 @@ type VCPU struct {
 	syscallInstalled        bool
 	realLSTAR, star, sfmask uint64
 
-	exits, ioExits, mmioExits atomic.Uint64
+	exits, ioExits, mmioExits, fixups atomic.Uint64
 }
 
 // newVCPU starts the vCPU's thread, pins it, and creates the vCPU on it.
@@ -424,6 +424,7 @@ func (c *VCPU) handleExit(run *kvm.Run) (Exit, bool) {
 				return c.crash("PVM fix-up failed", err), true
 			}
 			if handled {
+				c.fixups.Add(1)
 				return Exit{}, false
 			}
 		}
