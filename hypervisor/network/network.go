@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -277,7 +278,15 @@ func (Backend) Leases(n *domxml.Network, runDir string, mac string) ([]driver.DH
 	if err != nil {
 		return nil, driver.Errorf(driver.ErrInternal, "network '%s': %v", n.Name, err)
 	}
-	return leases, nil
+	// dnsmasq prunes expired leases lazily; libvirt lists live ones only.
+	now := time.Now()
+	live := leases[:0]
+	for _, l := range leases {
+		if l.Expiry.IsZero() || l.Expiry.After(now) {
+			live = append(live, l)
+		}
+	}
+	return live, nil
 }
 
 // validIfName accepts what Linux accepts as an interface name and nft and

@@ -597,7 +597,7 @@ func TestNetOverTap(t *testing.T) {
 	guestMAC := [6]byte{0x52, 0x54, 0, 0x11, 0x22, 0x33}
 	n := NewNet(tap, NetConfig{MAC: guestMAC, VnetHdr: true})
 	d := newTestDriver(t, n)
-	d.start(FeatureRingEventIdx|NetFMAC|NetFStatus|NetFCsum|NetFGuestCsum|NetFGuestTSO4, 64)
+	d.start(FeatureRingEventIdx|NetFMAC|NetFStatus|NetFCsum|NetFGuestCsum|NetFGuestTSO4|NetFGuestTSO6|NetFGuestECN|NetFGuestUFO|NetFHostTSO4|NetFHostTSO6|NetFHostUFO, 64)
 
 	bufs := map[uint16]uint64{}
 	for i := 0; i < 32; i++ {
