@@ -131,7 +131,8 @@ func (l ErrorList) sort() {
 // Document is a parsed libvirt XML document: the etree document (comments,
 // attribute order and whitespace kept, so it can be written back), the file
 // name used in positions, the kind chosen by the root element, and the source
-// position of every element that was in the parsed text.
+// position of every element that was in the parsed text. A Document is not
+// safe for concurrent use.
 type Document struct {
 	Doc  *etree.Document
 	File string
