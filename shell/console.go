@@ -49,7 +49,8 @@ func cmdConsole(s *Shell, c *Call) error {
 // console attaches the terminal to a domain's console until the escape
 // character is typed or the console closes.
 func (s *Shell) console(name, devname string, force bool) error {
-	if !isTerminal(os.Stdin) {
+	tty, ok := s.Stdin.(*os.File)
+	if !ok || !isTerminal(tty) {
 		return fail(nil, "Cannot run interactive console without a controlling TTY")
 	}
 	opener, ok := s.conn.(driver.ConsoleOpener)
@@ -68,7 +69,7 @@ func (s *Shell) console(name, devname string, force bool) error {
 	}
 	s.extraf("\n")
 
-	fd := int(os.Stdin.Fd())
+	fd := int(tty.Fd())
 	old, err := makeRaw(fd)
 	if err != nil {
 		return fail(nil, "Cannot run interactive console without a controlling TTY")
@@ -76,38 +77,64 @@ func (s *Shell) console(name, devname string, force bool) error {
 	defer unix.IoctlSetTermios(fd, unix.TCSETS, old)
 
 	esc := escapeByte(s.Escape)
+	// wake interrupts the keyboard loop's poll when the guest side ends,
+	// so that no reader is left behind to steal the next key press.
+	var wake [2]int
+	if err := unix.Pipe2(wake[:], unix.O_CLOEXEC); err != nil {
+		return fail(err, "unable to create pipe")
+	}
+	defer unix.Close(wake[0])
+	defer unix.Close(wake[1])
 	done := make(chan struct{})
 	var once sync.Once
 	stop := func() { once.Do(func() { close(done) }) }
 	go func() {
-		io.Copy(os.Stdout, stream)
+		io.Copy(s.Stdout, stream)
 		stop()
+		unix.Write(wake[1], []byte{0})
 	}()
+	keys := make(chan struct{})
 	go func() {
+		defer close(keys)
+		defer stop()
 		buf := make([]byte, 1024)
 		for {
-			n, err := os.Stdin.Read(buf)
-			for i := 0; i < n; i++ {
-				if buf[i] == esc {
-					if i > 0 {
-						stream.Write(buf[:i])
-					}
-					stop()
-					return
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake[0]), Events: unix.POLLIN}}
+			if _, err := unix.Poll(fds, -1); err != nil {
+				if err == unix.EINTR {
+					continue
 				}
+				return
 			}
-			if n > 0 {
-				if _, werr := stream.Write(buf[:n]); werr != nil {
-					stop()
-					return
+			if fds[1].Revents != 0 || fds[0].Revents&(unix.POLLIN|unix.POLLHUP|unix.POLLERR) == 0 {
+				return
+			}
+			n, err := unix.Read(fd, buf)
+			if n <= 0 || err != nil {
+				return
+			}
+			if i := indexByte(buf[:n], esc); i >= 0 {
+				if i > 0 {
+					stream.Write(buf[:i])
 				}
+				return
 			}
-			if err != nil {
-				stop()
+			if _, err := stream.Write(buf[:n]); err != nil {
 				return
 			}
 		}
 	}()
 	<-done
+	unix.Write(wake[1], []byte{0})
+	<-keys
 	return nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
 }
