@@ -226,6 +226,14 @@ func (img *Image) reserve(n uint64) (uint64, error) {
 // allocCluster returns a free cluster with refcount 1, reusing freed
 // clusters inside the file before growing it.
 func (img *Image) allocCluster() (uint64, error) {
+	off, _, err := img.allocClusterFresh()
+	return off, err
+}
+
+// allocClusterFresh is allocCluster that also says whether the cluster
+// is fresh: past the end the regular file had when opened and never handed
+// out before, so it reads as zeros until written.
+func (img *Image) allocClusterFresh() (uint64, bool, error) {
 	for img.freeHint < img.nextFree {
 		off := img.freeHint
 		img.freeHint += img.clusterSize
@@ -234,18 +242,25 @@ func (img *Image) allocCluster() (uint64, error) {
 		}
 		rc, err := img.refcount(off)
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		if rc == 0 {
-			return off, img.setRefcount(off, 1)
+			return off, false, img.setRefcount(off, 1)
 		}
 	}
 	off, err := img.reserve(1)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	img.freeHint = img.nextFree
-	return off, img.setRefcount(off, 1)
+	return off, img.deviceLimit == 0, img.setRefcount(off, 1)
+}
+
+// fallocateCluster allocates a fresh cluster's space in the file (reading
+// as zeros), so a partial write need not write the rest of the cluster.
+func (img *Image) fallocateCluster(off uint64) bool {
+	fd, ok := img.f.(interface{ Fd() uintptr })
+	return ok && unix.Fallocate(int(fd.Fd()), 0, int64(off), int64(img.clusterSize)) == nil
 }
 
 // allocContiguous appends n clusters at the end of the file.

@@ -744,14 +744,33 @@ func (img *Image) writeChunk(p []byte, pos uint64) error {
 		return nil
 	}
 
-	// The cluster needs new contents: build it from its old source.
-	data := p
-	if uint64(len(p)) != img.clusterSize {
+	// The cluster needs new contents.
+	newHost, fresh := host, false
+	if host == 0 || !owned {
+		if newHost, fresh, err = img.allocClusterFresh(); err != nil {
+			return err
+		}
+	}
+	base := pos - in
+	partial := uint64(len(p)) != img.clusterSize
+	zeroSource := entry&flagZero != 0 ||
+		host == 0 && (img.backing == nil || base >= img.backing.Size())
+	switch {
+	case !partial:
+		if _, err := img.f.WriteAt(p, int64(newHost)); err != nil {
+			return fmt.Errorf("qcow2: %s: write: %w", img.path, err)
+		}
+	case fresh && zeroSource && img.fallocateCluster(newHost):
+		// The rest of a fresh cluster already reads as zeros.
+		if _, err := img.f.WriteAt(p, int64(newHost+in)); err != nil {
+			return fmt.Errorf("qcow2: %s: write: %w", img.path, err)
+		}
+	default:
+		// Copy-on-write: build the whole cluster from its old source.
 		if img.cowBuf == nil {
 			img.cowBuf = make([]byte, img.clusterSize)
 		}
-		data = img.cowBuf
-		base := pos - in
+		data := img.cowBuf
 		switch {
 		case entry&flagZero != 0:
 			clear(data)
@@ -768,15 +787,9 @@ func (img *Image) writeChunk(p []byte, pos uint64) error {
 			}
 		}
 		copy(data[in:], p)
-	}
-	newHost := host
-	if host == 0 || !owned {
-		if newHost, err = img.allocCluster(); err != nil {
-			return err
+		if _, err := img.f.WriteAt(data, int64(newHost)); err != nil {
+			return fmt.Errorf("qcow2: %s: write: %w", img.path, err)
 		}
-	}
-	if _, err := img.f.WriteAt(data, int64(newHost)); err != nil {
-		return fmt.Errorf("qcow2: %s: write: %w", img.path, err)
 	}
 	// Refetch: allocation may have evicted and reloaded the table.
 	if t, idx, err = img.l2ForWrite(pos); err != nil {
