@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/chzyer/readline"
@@ -34,7 +35,7 @@ func (s *Shell) readlineLoop() error {
 	rl, err := readline.NewEx(&readline.Config{
 		Prompt:          s.prompt(),
 		HistoryFile:     hist,
-		HistoryLimit:    500,
+		HistoryLimit:    historySize(),
 		AutoComplete:    completer{s},
 		InterruptPrompt: "^C",
 		Stdin:           io.NopCloser(s.Stdin),
@@ -59,6 +60,36 @@ func (s *Shell) readlineLoop() error {
 		}
 		s.RunLine(line)
 		rl.SetPrompt(s.prompt())
+	}
+	return nil
+}
+
+// historySize returns $VSH_HISTSIZE (like VIRSH_HISTSIZE: default 500,
+// at most 500000).
+func historySize() int {
+	n, err := strconv.Atoi(os.Getenv("VSH_HISTSIZE"))
+	if err != nil || n < 0 {
+		return 500
+	}
+	return min(n, 500000)
+}
+
+func init() { handlers["complete"] = cmdComplete }
+
+// cmdComplete is virsh's hidden complete command, for shell completion
+// scripts: it prints the candidates for the words given, the last one
+// being the word to complete.
+func cmdComplete(s *Shell, c *Call) error {
+	line := strings.Join(c.Argv("string"), " ")
+	if args := c.Argv("string"); len(args) == 0 || args[len(args)-1] == "" {
+		line += " "
+	}
+	if s.conn == nil {
+		s.Connect()
+	}
+	_, cands := s.Complete(strings.TrimLeft(line, " "))
+	for _, cand := range cands {
+		s.printf("%s\n", cand)
 	}
 	return nil
 }

@@ -242,7 +242,7 @@ func (s *Shell) dispatch(call *Call) error {
 
 // noConnect lists the commands that work without a connection.
 var noConnect = map[string]bool{
-	"cd": true, "echo": true, "exit": true, "quit": true, "help": true, "pwd": true, "connect": true, "validate": true,
+	"cd": true, "echo": true, "exit": true, "quit": true, "help": true, "pwd": true, "connect": true, "validate": true, "complete": true,
 }
 
 // handler runs one command.
@@ -260,6 +260,13 @@ var extraCommands = []*Command{
 		Options: []Option{
 			{Name: "file", Kind: KindArgv, Required: true, Label: "[--file] <string>", Help: "files to validate ('-' for standard input)"},
 		}},
+}
+
+// hiddenCommands work but are not listed by help (virsh's complete).
+var hiddenCommands = []*Command{
+	{Name: "complete", Group: "", Brief: "internal command for autocompletion",
+		Synopsis: "[<string>]...", Description: "internal use only",
+		Options: []Option{{Name: "string", Kind: KindArgv, Label: "<string>", Help: "partial string to autocomplete"}}},
 }
 
 // jsonCommands accept --json.
@@ -280,6 +287,9 @@ func commandTable() map[string]*Command {
 		t[c.Name] = &cp
 	}
 	for _, c := range extraCommands {
+		t[c.Name] = c
+	}
+	for _, c := range hiddenCommands {
 		t[c.Name] = c
 	}
 	for _, n := range jsonCommands {
