@@ -59,11 +59,17 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (string, error) {
 	// Plain names are answered here or not at all, never sent upstream.
 	conf.WriteString("domain-needed\n")
 	if n.Domain != "" {
+		if !validDNSName(n.Domain) {
+			return "", fmt.Errorf("network '%s': bad domain name %q", n.Name, n.Domain)
+		}
 		fmt.Fprintf(&conf, "domain=%s\nlocal=/%s/\nexpand-hosts\n", n.Domain, n.Domain)
 	}
 	if len(n.DNS.Forwarders) > 0 {
 		conf.WriteString("no-resolv\n")
 		for _, f := range n.DNS.Forwarders {
+			if net.ParseIP(f) == nil {
+				return "", fmt.Errorf("network '%s': bad DNS forwarder address %q", n.Name, f)
+			}
 			fmt.Fprintf(&conf, "server=%s\n", f)
 		}
 	}
@@ -94,9 +100,17 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (string, error) {
 		for _, h := range ip.DHCPHosts {
 			var f []string
 			if h.MAC != "" {
-				f = append(f, h.MAC)
+				hw, err := net.ParseMAC(h.MAC)
+				if err != nil {
+					return "", fmt.Errorf("network '%s': DHCP host: bad MAC %q", n.Name, h.MAC)
+				}
+				f = append(f, hw.String())
 			}
 			if h.IP != "" {
+				a := net.ParseIP(h.IP)
+				if a == nil || !sub.Contains(a) {
+					return "", fmt.Errorf("network '%s': DHCP host address %q is not inside %s", n.Name, h.IP, sub)
+				}
 				if v6 {
 					f = append(f, "["+h.IP+"]")
 				} else {
@@ -104,6 +118,9 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (string, error) {
 				}
 			}
 			if h.Name != "" {
+				if !validDNSName(h.Name) {
+					return "", fmt.Errorf("network '%s': bad DHCP host name %q", n.Name, h.Name)
+				}
 				f = append(f, h.Name)
 			}
 			if len(f) > 0 {
@@ -127,7 +144,7 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (string, error) {
 			return "", fmt.Errorf("network '%s': <dns><host ip='%s'> needs a valid IP and a hostname", n.Name, h.IP)
 		}
 		for _, name := range h.Hostnames {
-			if name == "" || strings.ContainsAny(name, ", \t") {
+			if !validDNSName(name) {
 				return "", fmt.Errorf("network '%s': bad DNS hostname %q", n.Name, name)
 			}
 		}
@@ -137,6 +154,18 @@ func dnsmasqConfig(n *domxml.Network, bridge, runDir string) (string, error) {
 		return "", fmt.Errorf("network '%s': control characters in DHCP/DNS settings", n.Name)
 	}
 	return conf.String(), nil
+}
+
+// validDNSName accepts host and domain names (letters, digits, '-', '_'
+// and dots), which is also what keeps them from carrying anything else
+// into dnsmasq's configuration.
+func validDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	})
 }
 
 // rangeSize counts the addresses from start to end inclusive (IPv4).
