@@ -20,6 +20,7 @@ type variant struct {
 	attrs    []string // attributes the child must carry
 	forbid   []string // attributes the child must not carry
 	kids     []string // elements the child must contain
+	oneOf    []string // the child must carry at least one of these attributes
 }
 
 var domainVariants = []variant{
@@ -55,6 +56,19 @@ var domainVariants = []variant{
 	{path: "devices/input", attr: "type", values: []string{"evdev"}, child: "source", attrs: []string{"dev"}},
 	{path: "devices/smartcard", attr: "mode", values: []string{"passthrough"}, attrs: []string{"type"}},
 	{path: "devices/rng", child: "backend", optional: true},
+	{path: "devices/hostdev", attr: "type", values: []string{"mdev"}, child: "source/address", optional: true, attrs: []string{"uuid"}},
+	{path: "devices/hostdev", attr: "type", values: []string{"scsi"}, child: "source/address", optional: true, attrs: []string{"bus", "target", "unit"}},
+	{path: "devices/disk/source/auth/secret", oneOf: []string{"uuid", "usage"}},
+	{path: "devices/disk/auth/secret", oneOf: []string{"uuid", "usage"}},
+	{path: "devices/rng/backend", attr: "model", values: []string{"egd"}, attrs: []string{"type"}},
+	{path: "devices/graphics/listen", attr: "type", values: []string{"network"}, attrs: []string{"network"}},
+	{path: "devices/graphics", attr: "type", values: []string{"spice"}, child: "gl", optional: true, attrs: []string{"enable"}},
+	{path: "devices/channel/target", attr: "type", values: []string{"guestfwd"}, attrs: []string{"address", "port"}},
+	{path: "devices/disk/source/host", attr: "transport", values: []string{"", "tcp", "rdma"}, attrs: []string{"name"}},
+	{path: "devices/disk/source/host", attr: "transport", values: []string{"unix"}, attrs: []string{"socket"}},
+	{path: "cputune/vcpusched", attr: "scheduler", values: []string{"fifo", "rr"}, attrs: []string{"priority"}},
+	{path: "cputune/iothreadsched", attr: "scheduler", values: []string{"fifo", "rr"}, attrs: []string{"priority"}},
+	{path: "cputune/emulatorsched", attr: "scheduler", values: []string{"fifo", "rr"}, attrs: []string{"priority"}},
 }
 
 // poolVariants is what each pool type's schema requires: the source and
@@ -71,6 +85,7 @@ var poolVariants = []variant{
 	{path: ".", attr: "type", values: []string{"iscsi-direct"}, child: "source", optional: true, kids: []string{"initiator"}},
 	{path: ".", attr: "type", values: []string{"rbd", "sheepdog", "gluster", "zfs", "vstorage"}, child: "source", optional: true, kids: []string{"name"}},
 	{path: ".", attr: "type", values: []string{"dir", "fs", "netfs", "disk", "iscsi", "iscsi-direct", "scsi", "mpath"}, child: "name", optional: false},
+	{path: "source/auth/secret", oneOf: []string{"uuid", "usage"}},
 }
 
 // variantIndex groups a variant list by where it applies: the root (key
@@ -81,6 +96,11 @@ type variantIndex map[string]map[string][]*variant
 func indexVariants(vs []variant) variantIndex {
 	idx := variantIndex{}
 	for i := range vs {
+		if strings.Count(vs[i].path, "/") > 1 {
+			// Deeper paths are few; they are walked one by one.
+			idx["/"] = map[string][]*variant{"": append(idx["/"][""], &vs[i])}
+			continue
+		}
 		parent, tag, _ := strings.Cut(vs[i].path, "/")
 		if idx[parent] == nil {
 			idx[parent] = map[string][]*variant{}
@@ -100,8 +120,13 @@ func (v *validator) checkVariants(root *etree.Element, idx variantIndex) {
 	for _, vr := range idx["."][""] {
 		v.checkVariant(root, vr)
 	}
+	for _, vr := range idx["/"][""] {
+		for _, e := range elementsAt(root, strings.Split(vr.path, "/")) {
+			v.checkVariant(e, vr)
+		}
+	}
 	for parentName, byTag := range idx {
-		if parentName == "." {
+		if parentName == "." || parentName == "/" {
 			continue
 		}
 		parent := root.SelectElement(parentName)
@@ -120,19 +145,35 @@ func (v *validator) checkVariants(root *etree.Element, idx variantIndex) {
 	}
 }
 
+// elementsAt returns the elements below e reached by the element names of
+// path, in document order.
+func elementsAt(e *etree.Element, path []string) []*etree.Element {
+	if len(path) == 0 {
+		return []*etree.Element{e}
+	}
+	var out []*etree.Element
+	for _, c := range e.SelectElements(path[0]) {
+		out = append(out, elementsAt(c, path[1:])...)
+	}
+	return out
+}
+
 // checkVariant applies one variant to e.
 func (v *validator) checkVariant(e *etree.Element, vr *variant) {
 	val := e.SelectAttrValue(vr.attr, "")
 	if vr.values != nil && !contains(vr.values, val) {
 		return
 	}
-	what := fmt.Sprintf("<%s>", e.Tag)
+	what := fmt.Sprintf("<%s>", elemName(e))
 	if vr.attr != "" && val != "" {
 		what = fmt.Sprintf("<%s %s='%s'>", e.Tag, vr.attr, val)
 	}
 	c := e
 	if vr.child != "" {
-		c = e.SelectElement(vr.child)
+		c = nil
+		if found := elementsAt(e, strings.Split(vr.child, "/")); len(found) > 0 {
+			c = found[0]
+		}
 		if c == nil {
 			if !vr.optional {
 				v.errorf(e, "%s needs a <%s> element", what, vr.child)
@@ -149,6 +190,15 @@ func (v *validator) checkVariant(e *etree.Element, vr *variant) {
 	}
 	if len(missing) > 0 {
 		v.errorf(c, "%s is missing attribute %s", what, strings.Join(missing, ", "))
+	}
+	if len(vr.oneOf) > 0 {
+		found := false
+		for _, a := range vr.oneOf {
+			found = found || c.SelectAttr(a) != nil
+		}
+		if !found {
+			v.errorf(c, "%s needs attribute %s", what, strings.Join(vr.oneOf, " or "))
+		}
 	}
 	for _, a := range vr.forbid {
 		if c.SelectAttr(a) != nil {
