@@ -1,5 +1,7 @@
 package shell
 
+import "strings"
+
 // Kind is the kind of a command option, as in virsh's vshCmdOptType.
 type Kind int
 
@@ -53,6 +55,7 @@ func (c *Command) option(name string) *Option {
 // --no-validate) and keeps the synopsis in step.
 func (c *Command) addOption(o Option) {
 	c.Options = append(c.Options, o)
+	defer func() { c.Synopsis = strings.TrimSpace(c.Synopsis) }()
 	switch o.Kind {
 	case KindBool:
 		c.Synopsis += " [--" + o.Name + "]"

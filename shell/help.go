@@ -78,10 +78,9 @@ func (s *Shell) printCommandHelp(cmd *Command) {
 	}
 	fmt.Fprintf(&b, "\n  SYNOPSIS\n    %s\n", syn)
 	if cmd.Description != "" {
-		b.WriteString("\n  DESCRIPTION\n")
-		for _, l := range strings.Split(cmd.Description, "\n") {
-			fmt.Fprintf(&b, "    %s\n", l)
-		}
+		// Like virsh, only the first line is indented; the texts carry
+		// their own indentation on the following lines.
+		fmt.Fprintf(&b, "\n  DESCRIPTION\n    %s\n", cmd.Description)
 	}
 	if len(cmd.Options) > 0 {
 		b.WriteString("\n  OPTIONS\n")

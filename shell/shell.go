@@ -256,7 +256,7 @@ var handlers = map[string]handler{}
 var extraCommands = []*Command{
 	{Name: "validate", Group: "virsh", Brief: "validate XML files against the libvirt schemas",
 		Synopsis:    "<file>...",
-		Description: "Validates domain, network, storage pool and storage volume XML files\nlike virt-xml-validate. '-' reads standard input.",
+		Description: "Validates domain, network, storage pool and storage volume XML files\n    like virt-xml-validate. '-' reads standard input.",
 		Options: []Option{
 			{Name: "file", Kind: KindArgv, Required: true, Label: "[--file] <string>", Help: "files to validate ('-' for standard input)"},
 		}},

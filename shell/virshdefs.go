@@ -105,7 +105,7 @@ var virshCommands = []*Command{
 		{Name: "domain", Kind: KindData, Required: true, Label: "[--domain] <string>", Help: "domain name, id or uuid"},
 		{Name: "mode", Kind: KindString, Required: false, Label: "--mode <string>", Help: "shutdown mode: acpi|agent|initctl|signal|paravirt"},
 	}},
-	{Name: "start", Group: "domain", Brief: "start a (previously defined) inactive domain", Synopsis: "<domain> [--console] [--paused] [--autodestroy] [--bypass-cache] [--force-boot] [--pass-fds <string>] [--reset-nvram]", Description: "Start a domain, either from the last managedsave\nstate, or via a fresh boot if no managedsave state\nis present.", Options: []Option{
+	{Name: "start", Group: "domain", Brief: "start a (previously defined) inactive domain", Synopsis: "<domain> [--console] [--paused] [--autodestroy] [--bypass-cache] [--force-boot] [--pass-fds <string>] [--reset-nvram]", Description: "Start a domain, either from the last managedsave\n    state, or via a fresh boot if no managedsave state\n    is present.", Options: []Option{
 		{Name: "domain", Kind: KindData, Required: true, Label: "[--domain] <string>", Help: "name of the inactive domain"},
 		{Name: "console", Kind: KindBool, Required: false, Label: "--console", Help: "attach to console after creation"},
 		{Name: "paused", Kind: KindBool, Required: false, Label: "--paused", Help: "leave the guest paused after creation"},
@@ -369,7 +369,7 @@ var virshCommands = []*Command{
 		{Name: "vol", Kind: KindData, Required: true, Label: "[--vol] <string>", Help: "volume name or key"},
 		{Name: "pool", Kind: KindString, Required: false, Label: "--pool <string>", Help: "pool name or uuid"},
 	}},
-	{Name: "vol-resize", Group: "volume", Brief: "resize a vol", Synopsis: "<vol> <capacity> [--pool <string>] [--allocate] [--delta] [--shrink]", Description: "Resizes a storage volume. This is safe only for storage volumes not in use by an active guest.\nblockresize for live resizing.", Options: []Option{
+	{Name: "vol-resize", Group: "volume", Brief: "resize a vol", Synopsis: "<vol> <capacity> [--pool <string>] [--allocate] [--delta] [--shrink]", Description: "Resizes a storage volume. This is safe only for storage volumes not in use by an active guest.\nSee blockresize for live resizing.", Options: []Option{
 		{Name: "vol", Kind: KindData, Required: true, Label: "[--vol] <string>", Help: "vol name, key or path"},
 		{Name: "capacity", Kind: KindData, Required: true, Label: "[--capacity] <string>", Help: "new capacity for the vol, as scaled integer (default bytes)"},
 		{Name: "pool", Kind: KindString, Required: false, Label: "--pool <string>", Help: "pool name or uuid"},
@@ -393,7 +393,7 @@ var virshCommands = []*Command{
 		{Name: "string", Kind: KindArgv, Required: false, Label: "<string>", Help: "arguments to echo"},
 	}},
 	{Name: "exit", Group: "virsh", Brief: "quit this interactive terminal", Synopsis: "", Description: ""},
-	{Name: "help", Group: "virsh", Brief: "print help", Synopsis: "[--command <string>]", Description: "Prints global help, command specific help, or help for a\ngroup of related commands", Options: []Option{
+	{Name: "help", Group: "virsh", Brief: "print help", Synopsis: "[--command <string>]", Description: "Prints global help, command specific help, or help for a\n    group of related commands", Options: []Option{
 		{Name: "command", Kind: KindString, Required: false, Label: "--command <string>", Help: "Prints global help, command specific help, or help for a group of related commands"},
 	}},
 	{Name: "pwd", Group: "virsh", Brief: "print the current directory", Synopsis: "", Description: "Print the current directory."},
