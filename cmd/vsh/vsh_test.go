@@ -337,6 +337,7 @@ func TestVirshDiff(t *testing.T) {
 		"pool-info default-pool", "vol-list default-pool --details", "nodeinfo", "hostname", "uri",
 		"capabilities", "vcpucount test", "help", "help domain", "help network", "help pool", "help volume",
 		"help host", "help monitor", "help start", "help undefine", "help vol-create-as",
+		"help vol-resize", "help desc", "help pool-define-as", "help echo", "help edit", "help exit",
 		"dominfo nosuch", "net-info nosuch", "pool-info nosuch", "vol-info x", "start test",
 		"nosuch", "domi", "start", "dominfo --bogus", "list --all extra", "dominfo --domain",
 		"echo 'a b' \"c d\" e\\ f", "echo --shell a\\'b \"\"", "echo \"x", "echo x\\",
