@@ -26,26 +26,30 @@ func TestTableName(t *testing.T) {
 
 func TestRulesetRender(t *testing.T) {
 	_, sub, _ := net.ParseCIDR("192.168.122.0/24")
+	_, sub6, _ := net.ParseCIDR("fd00:1::/64")
 	for _, c := range []struct {
 		name     string
 		r        ruleset
 		want     []string
 		dontWant []string
 	}{
-		{"nat", ruleset{table: "vsh-default", mode: "nat", bridge: "vshbr0", subnet: sub},
+		{"nat", ruleset{table: "vsh-default", mode: "nat", bridge: "vshbr0", subnets: []*net.IPNet{sub}},
 			[]string{
-				"table ip vsh-default\ndelete table ip vsh-default\n",
+				"table inet vsh-default\ndelete table inet vsh-default\n",
 				`iifname "vshbr0" ip saddr 192.168.122.0/24 accept`,
 				`oifname "vshbr0" ip daddr 192.168.122.0/24 ct state related,established accept`,
 				"ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 masquerade",
 				"type nat hook postrouting priority srcnat",
 				`iifname "vshbr0" reject`,
 			}, nil},
-		{"nat through a device", ruleset{table: "t", mode: "nat", bridge: "vshbr0", subnet: sub, dev: "eth1"},
+		{"nat through a device", ruleset{table: "t", mode: "nat", bridge: "vshbr0", subnets: []*net.IPNet{sub}, dev: "eth1"},
 			[]string{`ip daddr != 192.168.122.0/24 oifname "eth1" masquerade`, `iifname "vshbr0" oifname "eth1" ip saddr`}, nil},
-		{"route", ruleset{table: "t", mode: "route", bridge: "vshbr0", subnet: sub},
+		{"route", ruleset{table: "t", mode: "route", bridge: "vshbr0", subnets: []*net.IPNet{sub}},
 			[]string{`oifname "vshbr0" ip daddr 192.168.122.0/24 accept`}, []string{"masquerade", "ct state"}},
-		{"isolated", ruleset{table: "t", bridge: "vshbr0", subnet: sub},
+		{"nat with IPv6 routed", ruleset{table: "t", mode: "nat", bridge: "vshbr0", subnets: []*net.IPNet{sub, sub6}},
+			[]string{"ip6 saddr fd00:1::/64 accept", `oifname "vshbr0" ip6 daddr fd00:1::/64 accept`, "ip saddr 192.168.122.0/24 ip daddr != 192.168.122.0/24 masquerade"},
+			[]string{"ip6 saddr fd00:1::/64 ip6 daddr", "ip6 daddr fd00:1::/64 ct state"}},
+		{"isolated", ruleset{table: "t", bridge: "vshbr0", subnets: []*net.IPNet{sub}},
 			[]string{`iifname "vshbr0" oifname "vshbr0" accept`, `oifname "vshbr0" reject`}, []string{"masquerade", "ip saddr"}},
 	} {
 		got := c.r.render()

@@ -64,7 +64,7 @@ func TestDefaultNetworkThroughDriver(t *testing.T) {
 	if _, err := host.try("ip", "link", "show", "vshbr0"); err == nil {
 		t.Error("vshbr0 survived net-destroy")
 	}
-	if _, err := host.try("nft", "list", "table", "ip", "vsh-default"); err == nil {
+	if _, err := host.try("nft", "list", "table", "inet", "vsh-default"); err == nil {
 		t.Error("table vsh-default survived net-destroy")
 	}
 

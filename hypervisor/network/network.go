@@ -2,7 +2,7 @@
 // tap devices guests use.
 //
 // A network's Start creates its bridge with netlink, gives it the XML's
-// addresses, loads an nftables table of its own (table ip vsh-<name>: NAT
+// addresses, loads an nftables table of its own (table inet vsh-<name>: NAT
 // or routing, and refusing other traffic across the bridge) through
 // Debian's nft, and starts one dnsmasq for DHCP and DNS with its
 // configuration, pid and lease files in the network's run directory.
@@ -116,9 +116,13 @@ func (b Backend) Start(n *domxml.Network, runDir string) (err error) {
 	if n.Forward.Dev != "" && !validIfName(n.Forward.Dev) {
 		return driver.Errorf(driver.ErrConfigUnsupported, "network '%s': forward dev '%s' is not a valid interface name", n.Name, n.Forward.Dev)
 	}
-	subnet, err := n.Subnet()
-	if err != nil {
-		return driver.Errorf(driver.ErrConfigUnsupported, "network '%s': %v", n.Name, err)
+	var subnets []*net.IPNet
+	for _, ip := range n.IPs {
+		sub, err := ip.Net()
+		if err != nil {
+			return driver.Errorf(driver.ErrConfigUnsupported, "network '%s': %v", n.Name, err)
+		}
+		subnets = append(subnets, &net.IPNet{IP: sub.IP.Mask(sub.Mask), Mask: sub.Mask})
 	}
 	// Check everything that can be checked before touching the host.
 	var dnsConf string
@@ -187,7 +191,7 @@ func (b Backend) Start(n *domxml.Network, runDir string) (err error) {
 		st.IPForward = true
 	}
 	if n.Forward.Mode != "open" {
-		rs := ruleset{table: TableName(n.Name), mode: n.Forward.Mode, bridge: bridge, subnet: subnet, dev: n.Forward.Dev}
+		rs := ruleset{table: TableName(n.Name), mode: n.Forward.Mode, bridge: bridge, subnets: subnets, dev: n.Forward.Dev}
 		// Recorded first: a half-loaded table must be removed too, and nft
 		// loads a file atomically anyway.
 		st.Table = rs.table

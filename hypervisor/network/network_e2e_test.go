@@ -94,7 +94,7 @@ func TestNATNetwork(t *testing.T) {
 		t.Errorf("dnsmasq %d runs as root", pid)
 	}
 
-	rules := host.run("nft", "list", "table", "ip", "vsh-testnat")
+	rules := host.run("nft", "list", "table", "inet", "vsh-testnat")
 	for _, want := range []string{"masquerade", `iifname "vshbr7"`, "192.168.150.0/24"} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("nft table lacks %q:\n%s", want, rules)
@@ -206,7 +206,7 @@ func TestNATNetwork(t *testing.T) {
 	if _, err := host.try("ip", "link", "show", "vshbr7"); err == nil {
 		t.Error("bridge vshbr7 still exists")
 	}
-	if _, err := host.try("nft", "list", "table", "ip", "vsh-testnat"); err == nil {
+	if _, err := host.try("nft", "list", "table", "inet", "vsh-testnat"); err == nil {
 		t.Error("table vsh-testnat still exists")
 	}
 	if unix.Kill(pid, 0) == nil && !isZombie(pid) {
@@ -240,7 +240,7 @@ func TestStartRollsBack(t *testing.T) {
 	if _, err := host.try("ip", "link", "show", "vshbr7"); err == nil {
 		t.Error("bridge left behind by a failed start")
 	}
-	if _, err := host.try("nft", "list", "table", "ip", "vsh-testnat"); err == nil {
+	if _, err := host.try("nft", "list", "table", "inet", "vsh-testnat"); err == nil {
 		t.Error("nft table left behind by a failed start")
 	}
 
@@ -266,15 +266,15 @@ func TestIsolatedAndRouted(t *testing.T) {
 	}{
 		{`<network><name>iso</name><bridge name='vshbr8'/><ip address='10.9.0.1' prefix='24'/></network>`,
 			"vsh-iso", []string{`iifname "vshbr8" reject`}, []string{"masquerade", "ip saddr"}},
-		{`<network><name>rt</name><forward mode='route'/><bridge name='vshbr9'/><ip address='10.9.1.1' prefix='24'><dhcp><range start='10.9.1.10' end='10.9.1.20'/></dhcp></ip></network>`,
-			"vsh-rt", []string{"ip daddr 10.9.1.0/24 accept", "ip saddr 10.9.1.0/24 accept"}, []string{"masquerade"}},
+		{`<network><name>rt</name><forward mode='route'/><bridge name='vshbr9'/><ip address='10.9.1.1' prefix='24'><dhcp><range start='10.9.1.10' end='10.9.1.20'/></dhcp></ip><ip family='ipv6' address='fd00:9::1' prefix='64'><dhcp><range start='fd00:9::100' end='fd00:9::1ff'/></dhcp></ip></network>`,
+			"vsh-rt", []string{"ip daddr 10.9.1.0/24 accept", "ip saddr 10.9.1.0/24 accept", "ip6 saddr fd00:9::/64 accept"}, []string{"masquerade"}},
 	} {
 		n := parseNet(t, c.xml)
 		runDir := filepath.Join(t.TempDir(), n.Name)
 		if err := host.do(func() error { return Backend{}.Start(n, runDir) }); err != nil {
 			t.Fatalf("%s: Start: %v", n.Name, err)
 		}
-		rules := host.run("nft", "list", "table", "ip", c.table)
+		rules := host.run("nft", "list", "table", "inet", c.table)
 		for _, w := range c.want {
 			if !strings.Contains(rules, w) {
 				t.Errorf("%s: rules lack %q:\n%s", n.Name, w, rules)

@@ -15,7 +15,8 @@ import (
 // there so an administrator can read what is loaded.
 const nftFile = "nftables.conf"
 
-// TableName is the nftables table (family ip) holding a network's rules:
+// TableName is the nftables table (family inet, so IPv6 is confined too)
+// holding a network's rules:
 // vsh-<name>, with characters nft does not accept in a name replaced and a
 // hash of the real name appended when that happened, so two networks never
 // share a table.
@@ -46,11 +47,19 @@ func TableName(network string) string {
 
 // ruleset is what Start loads for one network.
 type ruleset struct {
-	table  string
-	mode   string     // nat, route, "" (isolated)
-	bridge string     // the network's bridge
-	subnet *net.IPNet // IPv4 subnet; nil when the network has none
-	dev    string     // <forward dev=>: only forward through this device
+	table   string
+	mode    string       // nat, route, "" (isolated)
+	bridge  string       // the network's bridge
+	subnets []*net.IPNet // the network's subnets, IPv4 and IPv6
+	dev     string       // <forward dev=>: only forward through this device
+}
+
+// family is the nft match keyword for a subnet's addresses.
+func family(s *net.IPNet) string {
+	if s.IP.To4() != nil {
+		return "ip"
+	}
+	return "ip6"
 }
 
 // render returns the nft script. It first creates and deletes the table so
@@ -59,8 +68,8 @@ type ruleset struct {
 func (r ruleset) render() string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# vsh: rules of one virtual network; removed by net-destroy\n")
-	fmt.Fprintf(&b, "table ip %s\ndelete table ip %s\n", r.table, r.table)
-	fmt.Fprintf(&b, "table ip %s {\n", r.table)
+	fmt.Fprintf(&b, "table inet %s\ndelete table inet %s\n", r.table, r.table)
+	fmt.Fprintf(&b, "table inet %s {\n", r.table)
 	br := quote(r.bridge)
 	out := ""
 	if r.dev != "" {
@@ -72,15 +81,16 @@ func (r ruleset) render() string {
 	}
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
 	fmt.Fprintf(&b, "\t\tiifname %s oifname %s accept\n", br, br)
-	if r.subnet != nil {
-		s := r.subnet.String()
-		switch r.mode {
-		case "nat":
+	for _, sub := range r.subnets {
+		s, fam := sub.String(), family(sub)
+		switch {
+		case r.mode == "nat" && fam == "ip":
 			fmt.Fprintf(&b, "\t\tiifname %s%s ip saddr %s accept\n", br, out, s)
 			fmt.Fprintf(&b, "\t\toifname %s%s ip daddr %s ct state related,established accept\n", br, in, s)
-		case "route":
-			fmt.Fprintf(&b, "\t\tiifname %s%s ip saddr %s accept\n", br, out, s)
-			fmt.Fprintf(&b, "\t\toifname %s%s ip daddr %s accept\n", br, in, s)
+		case r.mode == "nat" || r.mode == "route":
+			// IPv6 is routed, never NATed, in a NAT network (as libvirt).
+			fmt.Fprintf(&b, "\t\tiifname %s%s %s saddr %s accept\n", br, out, fam, s)
+			fmt.Fprintf(&b, "\t\toifname %s%s %s daddr %s accept\n", br, in, fam, s)
 		}
 	}
 	// Anything else crossing the bridge is refused, as libvirt does; an
@@ -88,14 +98,22 @@ func (r ruleset) render() string {
 	fmt.Fprintf(&b, "\t\tiifname %s reject\n", br)
 	fmt.Fprintf(&b, "\t\toifname %s reject\n", br)
 	b.WriteString("\t}\n")
-	if r.mode == "nat" && r.subnet != nil {
-		s := r.subnet.String()
+	var v4 []*net.IPNet
+	for _, sub := range r.subnets {
+		if family(sub) == "ip" {
+			v4 = append(v4, sub)
+		}
+	}
+	if r.mode == "nat" && len(v4) > 0 {
 		b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
-		// Multicast and broadcast must keep their source, as in libvirt.
-		fmt.Fprintf(&b, "\t\tip saddr %s ip daddr 224.0.0.0/24 return\n", s)
-		fmt.Fprintf(&b, "\t\tip saddr %s ip daddr 255.255.255.255 return\n", s)
-		fmt.Fprintf(&b, "\t\tip saddr %s ip daddr != %s%s meta l4proto { tcp, udp } masquerade to :1024-65535\n", s, s, out)
-		fmt.Fprintf(&b, "\t\tip saddr %s ip daddr != %s%s masquerade\n", s, s, out)
+		for _, sub := range v4 {
+			s := sub.String()
+			// Multicast and broadcast must keep their source, as in libvirt.
+			fmt.Fprintf(&b, "\t\tip saddr %s ip daddr 224.0.0.0/24 return\n", s)
+			fmt.Fprintf(&b, "\t\tip saddr %s ip daddr 255.255.255.255 return\n", s)
+			fmt.Fprintf(&b, "\t\tip saddr %s ip daddr != %s%s meta l4proto { tcp, udp } masquerade to :1024-65535\n", s, s, out)
+			fmt.Fprintf(&b, "\t\tip saddr %s ip daddr != %s%s masquerade\n", s, s, out)
+		}
 		b.WriteString("\t}\n")
 	}
 	b.WriteString("}\n")
@@ -141,14 +159,14 @@ func deleteTable(table string) error {
 	if err != nil {
 		return err
 	}
-	if out, err := exec.Command(nft, "list", "table", "ip", table).CombinedOutput(); err != nil {
+	if out, err := exec.Command(nft, "list", "table", "inet", table).CombinedOutput(); err != nil {
 		if bytes.Contains(out, []byte("No such file")) {
 			return nil
 		}
-		return fmt.Errorf("nft list table ip %s: %v: %s", table, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("nft list table inet %s: %v: %s", table, err, strings.TrimSpace(string(out)))
 	}
-	if out, err := exec.Command(nft, "delete", "table", "ip", table).CombinedOutput(); err != nil {
-		return fmt.Errorf("nft delete table ip %s: %v: %s", table, err, strings.TrimSpace(string(out)))
+	if out, err := exec.Command(nft, "delete", "table", "inet", table).CombinedOutput(); err != nil {
+		return fmt.Errorf("nft delete table inet %s: %v: %s", table, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
