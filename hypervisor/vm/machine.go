@@ -141,6 +141,10 @@ func (e Exit) String() string {
 	return s
 }
 
+// ErrRunning is returned by vCPU state accessors while the vCPUs run;
+// pause the machine first.
+var ErrRunning = errors.New("vCPU state is only accessible while the machine is paused or stopped")
+
 // State is a machine's lifecycle state.
 type State int
 
@@ -183,6 +187,10 @@ type Machine struct {
 	sysfixMu    sync.Mutex
 	sysfix      syscallFixup
 	sysfixArmed atomic.Bool
+
+	// inRun is true while the vCPUs are in their run loops; vCPU state
+	// accessors refuse to wait for them.
+	inRun atomic.Bool
 
 	// park tells the vCPUs to leave KVM_RUN and return to their command
 	// loop; it is set before they are kicked.
@@ -374,6 +382,7 @@ func (m *Machine) startPhase() {
 	m.exit = Exit{}
 	m.phaseDone = done
 	m.mu.Unlock()
+	m.inRun.Store(true)
 	for _, c := range m.vcpus {
 		wg.Add(1)
 		c.cmds <- func() {
@@ -383,6 +392,7 @@ func (m *Machine) startPhase() {
 	}
 	go func() {
 		wg.Wait()
+		m.inRun.Store(false)
 		m.mu.Lock()
 		if m.exitSet {
 			m.state = StateStopped

@@ -403,6 +403,9 @@ func TestPauseResume(t *testing.T) {
 		}
 		return v
 	}
+	if _, err := m.VCPU(0).Regs(); err != ErrRunning {
+		t.Errorf("Regs while running: %v, want ErrRunning", err)
+	}
 	if err := m.Pause(); err != nil {
 		t.Fatal(err)
 	}

@@ -125,8 +125,12 @@ func (c *VCPU) capturePowerOn() (err error) {
 }
 
 // do runs fn on the vCPU's thread and returns its error. The vCPU must be
-// parked (machine created, paused or stopped), or do waits until it is.
+// parked (machine created, paused or stopped); otherwise do fails with
+// ErrRunning rather than wait for a pause that may never come.
 func (c *VCPU) do(fn func() error) error {
+	if c.m.inRun.Load() {
+		return ErrRunning
+	}
 	errc := make(chan error, 1)
 	select {
 	case c.cmds <- func() { errc <- fn() }:
