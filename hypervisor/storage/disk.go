@@ -61,7 +61,8 @@ func parseCache(cache string) (cacheMode, error) {
 }
 
 // OpenDisk opens the disk image at path. format is "raw", "qcow2" or ""
-// to probe it from the file's first bytes. cache is a libvirt cache mode:
+// to probe it from the file's first bytes (a probed qcow2 image may not
+// name a backing file: a guest could have written that header). cache is a libvirt cache mode:
 // "none" and "directsync" use O_DIRECT (with aligned bounce buffers for
 // unaligned requests), "writethrough" and "directsync" make each write
 // durable before it completes, "unsafe" ignores flushes, and "writeback",
@@ -75,7 +76,8 @@ func OpenDisk(path, format string, readOnly bool, cache string) (Disk, error) {
 	if err != nil {
 		return nil, fmt.Errorf("disk %s: %w", path, err)
 	}
-	if format == "" {
+	probed := format == ""
+	if probed {
 		if format, err = qcow2.ProbeFormat(path); err != nil {
 			return nil, fmt.Errorf("disk %s: %w", path, err)
 		}
@@ -106,10 +108,21 @@ func OpenDisk(path, format string, readOnly bool, cache string) (Disk, error) {
 		file = &directFile{File: f}
 	}
 	if format == "qcow2" {
+		if probed {
+			// A guest can write a qcow2 header naming any host file as
+			// its backing file into a raw disk; probing must not follow it.
+			if h, err := readQcow2Header(path); err == nil && h.BackingFile != "" {
+				f.Close()
+				return nil, fmt.Errorf("disk %s: probed qcow2 image names backing file %q; set the disk format explicitly", path, h.BackingFile)
+			}
+		}
 		img, err := qcow2.OpenFile(file, path, qcow2.Options{ReadOnly: readOnly, WriteThrough: mode.writeThrough, LockBacking: true})
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("disk %s: %w", path, err)
+		}
+		if mode.ignoreFlush {
+			return unsafeDisk{img}, nil
 		}
 		return img, nil
 	}
@@ -129,6 +142,11 @@ func OpenDisk(path, format string, readOnly bool, cache string) (Disk, error) {
 	}
 	return d, nil
 }
+
+// unsafeDisk ignores guest flushes (cache='unsafe'); Close still flushes.
+type unsafeDisk struct{ *qcow2.Image }
+
+func (unsafeDisk) Flush() error { return nil }
 
 // lockFile takes an OFD lock over the whole file; it is released when the
 // file is closed.

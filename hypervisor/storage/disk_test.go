@@ -173,6 +173,21 @@ func TestDiskLocking(t *testing.T) {
 	o.Close()
 }
 
+func TestProbedQcow2MayNotNameABackingFile(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	writeFile(t, secret, []byte("host data"))
+	disk := filepath.Join(dir, "guest.img")
+	if err := qcow2.Create(disk, 1<<20, qcow2.CreateOptions{BackingFile: secret, BackingFormat: "raw"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenDisk(disk, "", true, ""); err == nil || !strings.Contains(err.Error(), "set the disk format explicitly") {
+		t.Fatalf("probed overlay: %v", err)
+	}
+	d := openDisk(t, disk, "qcow2", true, "")
+	d.Close()
+}
+
 func TestOpenDiskErrors(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x")
 	writeFile(t, path, make([]byte, 4096))

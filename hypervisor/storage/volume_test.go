@@ -191,7 +191,7 @@ func TestCloneVolume(t *testing.T) {
 		t.Fatalf("full clone %+v", full)
 	}
 	for _, v := range []VolumeStat{cow, full} {
-		d := openDisk(t, v.Path, "", true, "")
+		d := openDisk(t, v.Path, v.Format, true, "")
 		got := make([]byte, len(data))
 		d.ReadAt(got, 3<<20)
 		d.Close()
