@@ -2,6 +2,9 @@ package network
 
 import (
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,6 +56,7 @@ func TestRulesetRender(t *testing.T) {
 			[]string{`iifname "vshbr0" oifname "vshbr0" accept`, `oifname "vshbr0" reject`}, []string{"masquerade", "ip saddr"}},
 	} {
 		got := c.r.render()
+		checkRuleset(t, c.name, got)
 		for _, w := range c.want {
 			if !strings.Contains(got, w) {
 				t.Errorf("%s: ruleset lacks %q:\n%s", c.name, w, got)
@@ -188,5 +192,29 @@ func TestValidIfName(t *testing.T) {
 		if got := validIfName(s); got != want {
 			t.Errorf("validIfName(%q) = %v", s, got)
 		}
+	}
+}
+
+// checkRuleset has nft check a ruleset (-c: validated by the kernel,
+// never committed) in a namespace of its own, when root and nft are
+// available; string checks alone would not catch a syntax nft refuses.
+func checkRuleset(t *testing.T, name, rules string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	nft, err := nftPath()
+	if err != nil {
+		return
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		return
+	}
+	file := filepath.Join(t.TempDir(), "rules.nft")
+	if err := os.WriteFile(file, []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("unshare", "--net", nft, "-c", "-f", file).CombinedOutput(); err != nil {
+		t.Errorf("%s: nft refuses the ruleset: %v\n%s\n%s", name, err, out, rules)
 	}
 }
