@@ -59,6 +59,9 @@ func (s *Shell) readlineLoop() error {
 			continue
 		}
 		s.RunLine(line)
+		if s.quit {
+			s.printf("\n")
+		}
 		rl.SetPrompt(s.prompt())
 	}
 	return nil

@@ -247,6 +247,10 @@ func (s *Shell) Interactive() int {
 		line = strings.TrimSuffix(line, "\n")
 		s.printf("%s\n", line)
 		s.RunLine(line)
+		if s.quit {
+			s.printf("\n") // as virsh does when quit ends the session
+			break
+		}
 		if err == io.EOF {
 			s.printf("%s\n", s.prompt())
 			break

@@ -378,6 +378,28 @@ func TestVirshDiff(t *testing.T) {
 			}
 		}
 	}
+	// The same through stdin (virsh's non-tty interactive mode).
+	for _, stdin := range []string{
+		"list --all\ndominfo nosuch\nquit\necho not run\n",
+		"echo a \\\nb\necho \"x\ny\"\n",
+		"define vm1.xml\nstart vm1\nlist\nundefine vm1\ndestroy vm1\nlist --all",
+		"cd /\npwd\n",
+	} {
+		for _, flags := range [][]string{nil, {"-q"}, {"-r"}} {
+			args := append(append([]string{}, flags...), "-c", "test:///default")
+			a := run(t, env, stdin, virsh, args...)
+			b := run(t, env, stdin, vshBin, args...)
+			if d := lineDiff(norm(a.stdout), norm(b.stdout)); d != "" {
+				t.Errorf("stdin %q %q: stdout differs (- virsh, + vsh):\n%s", stdin, flags, d)
+			}
+			if d := lineDiff(norm(a.stderr), norm(b.stderr)); d != "" {
+				t.Errorf("stdin %q %q: stderr differs (- virsh, + vsh):\n%s", stdin, flags, d)
+			}
+			if a.rc != b.rc {
+				t.Errorf("stdin %q %q: exit code virsh %d, vsh %d", stdin, flags, a.rc, b.rc)
+			}
+		}
+	}
 }
 
 var helpLineRE = regexp.MustCompile(`^    ([a-z-]+) +\S`)
