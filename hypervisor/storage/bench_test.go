@@ -165,3 +165,25 @@ func BenchmarkQcow2Overwrite4K(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDirect4K measures sequential 4 KiB requests with cache='none'
+// (O_DIRECT), comparable with `qemu-img bench -t none`.
+func BenchmarkDirect4K(b *testing.B) {
+	for _, format := range []string{"raw", "qcow2"} {
+		for _, write := range []bool{false, true} {
+			name := format + "/read"
+			if write {
+				name = format + "/write"
+			}
+			b.Run(name, func(b *testing.B) {
+				path := benchImage(b, format, true)
+				d, err := OpenDisk(path, format, false, "none")
+				if err != nil {
+					b.Skip(err)
+				}
+				defer d.Close()
+				benchIO(b, d, write, true)
+			})
+		}
+	}
+}
