@@ -201,3 +201,19 @@ func FuzzTokenize(f *testing.F) {
 		}
 	})
 }
+
+func FuzzComplete(f *testing.F) {
+	for _, s := range []string{"domst", "dominfo ", "list --st", "shutdown t --mode ", "dominfo --domain=", "a; b --", "vol-info --pool p "} {
+		f.Add(s)
+	}
+	s := New(Options{})
+	f.Fuzz(func(t *testing.T, line string) {
+		word, cands := s.Complete(line)
+		for _, c := range cands {
+			if !strings.HasPrefix(c, word) {
+				t.Fatalf("Complete(%q): candidate %q does not extend %q", line, c, word)
+			}
+		}
+		completer{s}.Do([]rune(line), len([]rune(line)))
+	})
+}
