@@ -39,8 +39,8 @@ func ConsoleLogPath(name, runDir string) string { return paths(name, runDir).Con
 
 // Start converts the domain to an engine configuration, refusing it with
 // every unsupported element listed, and launches its VMM.
-func (e Engine) Start(dom *domxml.Domain, runDir string, paused bool) (int, error) {
-	cfg, unsupported, err := dom.ToConfig()
+func (e Engine) Start(dom *domxml.Domain, runDir string, paused bool, resolve domxml.VolumeResolver) (int, error) {
+	cfg, unsupported, err := dom.ToConfigWith(resolve)
 	if err != nil {
 		return 0, driver.Errorf(driver.ErrConfigUnsupported, "%v", err)
 	}

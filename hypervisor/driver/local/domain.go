@@ -560,7 +560,14 @@ func (c *Conn) boot(d *dom, def *domxml.Domain, paused bool) error {
 	if err := c.saveRecord(d.name, rec); err != nil {
 		return fail(err)
 	}
-	pid, err := e.Start(def.Clone(), dir, paused)
+	resolve := func(pool, vol string) (string, string, error) {
+		_, v, err := c.findVol(pool, vol)
+		if err != nil {
+			return "", "", err
+		}
+		return v.Path, v.Format, nil
+	}
+	pid, err := e.Start(def.Clone(), dir, paused, resolve)
 	if err != nil {
 		return fail(err)
 	}

@@ -30,7 +30,9 @@ type Engine interface {
 	// leaves the vCPUs stopped (start --paused). Errors should be
 	// *driver.Error values whose text virsh users will understand, e.g.
 	// "unsupported configuration: <graphics type='spice'> at vm.xml:40".
-	Start(dom *domxml.Domain, runDir string, paused bool) (pid int, err error)
+	// resolve finds the file behind a <disk type='volume'> in this
+	// connection's pools.
+	Start(dom *domxml.Domain, runDir string, paused bool, resolve domxml.VolumeResolver) (pid int, err error)
 
 	// Status reports the domain's state. When the VMM process is gone it
 	// returns StateShutoff with the reason it recorded (shutdown,
