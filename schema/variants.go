@@ -21,6 +21,8 @@ type variant struct {
 	forbid   []string // attributes the child must not carry
 	kids     []string // elements the child must contain
 	oneOf    []string // the child must carry at least one of these attributes
+
+	steps, childSteps []string // path and child split at '/', filled by indexVariants
 }
 
 var domainVariants = []variant{
@@ -96,6 +98,10 @@ type variantIndex map[string]map[string][]*variant
 func indexVariants(vs []variant) variantIndex {
 	idx := variantIndex{}
 	for i := range vs {
+		vs[i].steps = strings.Split(vs[i].path, "/")
+		if vs[i].child != "" {
+			vs[i].childSteps = strings.Split(vs[i].child, "/")
+		}
 		if strings.Count(vs[i].path, "/") > 1 {
 			// Deeper paths are few; they are walked one by one.
 			idx["/"] = map[string][]*variant{"": append(idx["/"][""], &vs[i])}
@@ -121,7 +127,7 @@ func (v *validator) checkVariants(root *etree.Element, idx variantIndex) {
 		v.checkVariant(root, vr)
 	}
 	for _, vr := range idx["/"][""] {
-		for _, e := range elementsAt(root, strings.Split(vr.path, "/")) {
+		for _, e := range elementsAt(root, vr.steps) {
 			v.checkVariant(e, vr)
 		}
 	}
@@ -148,14 +154,31 @@ func (v *validator) checkVariants(root *etree.Element, idx variantIndex) {
 // elementsAt returns the elements below e reached by the element names of
 // path, in document order.
 func elementsAt(e *etree.Element, path []string) []*etree.Element {
-	if len(path) == 0 {
-		return []*etree.Element{e}
-	}
 	var out []*etree.Element
-	for _, c := range e.SelectElements(path[0]) {
-		out = append(out, elementsAt(c, path[1:])...)
+	var walk func(e *etree.Element, path []string)
+	walk = func(e *etree.Element, path []string) {
+		if len(path) == 0 {
+			out = append(out, e)
+			return
+		}
+		for _, t := range e.Child {
+			if c, ok := t.(*etree.Element); ok && c.Space == "" && c.Tag == path[0] {
+				walk(c, path[1:])
+			}
+		}
 	}
+	walk(e, path)
 	return out
+}
+
+// firstAt returns the first element below e reached by path, or nil.
+func firstAt(e *etree.Element, path []string) *etree.Element {
+	for _, name := range path {
+		if e = e.SelectElement(name); e == nil {
+			return nil
+		}
+	}
+	return e
 }
 
 // checkVariant applies one variant to e.
@@ -164,23 +187,26 @@ func (v *validator) checkVariant(e *etree.Element, vr *variant) {
 	if vr.values != nil && !contains(vr.values, val) {
 		return
 	}
-	what := fmt.Sprintf("<%s>", elemName(e))
-	if vr.attr != "" && val != "" {
-		what = fmt.Sprintf("<%s %s='%s'>", e.Tag, vr.attr, val)
+	// what names the checked element in messages; built only when needed.
+	self := func() string {
+		if vr.attr != "" && val != "" {
+			return fmt.Sprintf("<%s %s='%s'>", elemName(e), vr.attr, val)
+		}
+		return fmt.Sprintf("<%s>", elemName(e))
+	}
+	what := self
+	if vr.child != "" {
+		what = func() string { return fmt.Sprintf("<%s> of %s", vr.childSteps[len(vr.childSteps)-1], self()) }
 	}
 	c := e
 	if vr.child != "" {
-		c = nil
-		if found := elementsAt(e, strings.Split(vr.child, "/")); len(found) > 0 {
-			c = found[0]
-		}
+		c = firstAt(e, vr.childSteps)
 		if c == nil {
 			if !vr.optional {
-				v.errorf(e, "%s needs a <%s> element", what, vr.child)
+				v.errorf(e, "%s needs a <%s> element", self(), vr.child)
 			}
 			return
 		}
-		what = fmt.Sprintf("<%s> of %s", vr.child, what)
 	}
 	var missing []string
 	for _, a := range vr.attrs {
@@ -189,7 +215,7 @@ func (v *validator) checkVariant(e *etree.Element, vr *variant) {
 		}
 	}
 	if len(missing) > 0 {
-		v.errorf(c, "%s is missing attribute %s", what, strings.Join(missing, ", "))
+		v.errorf(c, "%s is missing attribute %s", what(), strings.Join(missing, ", "))
 	}
 	if len(vr.oneOf) > 0 {
 		found := false
@@ -197,17 +223,17 @@ func (v *validator) checkVariant(e *etree.Element, vr *variant) {
 			found = found || c.SelectAttr(a) != nil
 		}
 		if !found {
-			v.errorf(c, "%s needs attribute %s", what, strings.Join(vr.oneOf, " or "))
+			v.errorf(c, "%s needs attribute %s", what(), strings.Join(vr.oneOf, " or "))
 		}
 	}
 	for _, a := range vr.forbid {
 		if c.SelectAttr(a) != nil {
-			v.attrErrorf(c, a, "attribute %s is not allowed in %s", a, what)
+			v.attrErrorf(c, a, "attribute %s is not allowed in %s", a, what())
 		}
 	}
 	for _, k := range vr.kids {
 		if c.SelectElement(k) == nil {
-			v.errorf(c, "%s needs a <%s> element", what, k)
+			v.errorf(c, "%s needs a <%s> element", what(), k)
 		}
 	}
 }
