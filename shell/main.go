@@ -39,7 +39,8 @@ func Main(args []string) int {
 	return sh.Main(args)
 }
 
-// globalOption describes a getopt-style option of vsh itself.
+// longOptions maps vsh's long options to their short letters and says
+// whether they take a value.
 var longOptions = map[string]struct {
 	short    byte
 	hasValue bool
