@@ -83,6 +83,10 @@ func (b Backend) Start(n *domxml.Network, runDir string) (err error) {
 		}
 	}()
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return wrapErr(err)
+	}
+	// Leftovers a crashed earlier run recorded here go first.
+	if err := b.Stop(n, runDir); err != nil {
 		return err
 	}
 	var st state

@@ -395,3 +395,34 @@ func TestTapOnBridge(t *testing.T) {
 		t.Errorf("tap %s outlived Close", name)
 	}
 }
+
+// TestStartAfterCrash starts a network over the run directory of a run
+// that was never stopped (a crashed host process): the leftovers it
+// recorded are removed first, so the start succeeds.
+func TestStartAfterCrash(t *testing.T) {
+	requireNetns(t, "nft", "dnsmasq")
+	host := newNetns(t)
+	n := parseNet(t, natXML)
+	runDir := filepath.Join(t.TempDir(), "testnat")
+	var b Backend
+	if err := host.do(func() error { return b.Start(n, runDir) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.do(func() error { return b.Stop(n, runDir) }) })
+	old, err := dnsmasqPID(runDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.do(func() error { return b.Start(n, runDir) }); err != nil {
+		t.Fatalf("start over leftovers: %v", err)
+	}
+	pid, err := dnsmasqPID(runDir)
+	if err != nil || pid == old {
+		t.Fatalf("dnsmasq after restart: pid %d (old %d), %v", pid, old, err)
+	}
+	if unix.Kill(old, 0) == nil && !isZombie(old) {
+		t.Errorf("the crashed run's dnsmasq %d still runs", old)
+	}
+	host.run("ip", "link", "show", "vshbr7")
+	host.run("nft", "list", "table", "inet", "vsh-testnat")
+}
