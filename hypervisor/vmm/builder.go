@@ -90,6 +90,7 @@ type built struct {
 	uart       *legacy.UART
 	transports []*virtio.MMIO
 	balloon    *virtio.Balloon
+	nets       []netDevice
 	closers    []io.Closer
 	cmdline    []string
 	rsdp       uint64

@@ -39,10 +39,23 @@ func ConsoleLogPath(name, runDir string) string { return paths(name, runDir).Con
 
 // Start converts the domain to an engine configuration, refusing it with
 // every unsupported element listed, and launches its VMM.
-func (e Engine) Start(dom *domxml.Domain, runDir string, paused bool, resolve domxml.VolumeResolver) (int, error) {
-	cfg, unsupported, err := dom.ToConfigWith(resolve)
+func (e Engine) Start(dom *domxml.Domain, runDir string, paused bool, resolve local.Resolver) (int, error) {
+	cfg, unsupported, err := dom.ToConfigWith(resolve.Volume)
 	if err != nil {
 		return 0, driver.Errorf(driver.ErrConfigUnsupported, "%v", err)
+	}
+	for i, n := range cfg.NICs {
+		if n.Network == "" || n.Bridge != "" {
+			continue
+		}
+		if resolve.NetworkBridge == nil {
+			return 0, driver.Errorf(driver.ErrConfigUnsupported, "network '%s' cannot be resolved by this connection", n.Network)
+		}
+		bridge, err := resolve.NetworkBridge(n.Network)
+		if err != nil {
+			return 0, err
+		}
+		cfg.NICs[i].Bridge = bridge
 	}
 	if len(unsupported) > 0 {
 		lines := make([]string, len(unsupported))

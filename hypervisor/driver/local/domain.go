@@ -560,12 +560,24 @@ func (c *Conn) boot(d *dom, def *domxml.Domain, paused bool) error {
 	if err := c.saveRecord(d.name, rec); err != nil {
 		return fail(err)
 	}
-	resolve := func(pool, vol string) (string, string, error) {
-		_, v, err := c.findVol(pool, vol)
-		if err != nil {
-			return "", "", err
-		}
-		return v.Path, v.Format, nil
+	resolve := Resolver{
+		Volume: func(pool, vol string) (string, string, error) {
+			_, v, err := c.findVol(pool, vol)
+			if err != nil {
+				return "", "", err
+			}
+			return v.Path, v.Format, nil
+		},
+		NetworkBridge: func(name string) (string, error) {
+			n, err := c.findNet(name)
+			if err != nil {
+				return "", err
+			}
+			if n.live == nil {
+				return "", driver.Errorf(driver.ErrOperationInvalid, "network '%s' is not active", name)
+			}
+			return n.live.Bridge.Name, nil
+		},
 	}
 	pid, err := e.Start(def.Clone(), dir, paused, resolve)
 	if err != nil {

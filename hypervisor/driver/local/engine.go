@@ -30,9 +30,10 @@ type Engine interface {
 	// leaves the vCPUs stopped (start --paused). Errors should be
 	// *driver.Error values whose text virsh users will understand, e.g.
 	// "unsupported configuration: <graphics type='spice'> at vm.xml:40".
-	// resolve finds the file behind a <disk type='volume'> in this
-	// connection's pools.
-	Start(dom *domxml.Domain, runDir string, paused bool, resolve domxml.VolumeResolver) (pid int, err error)
+	// resolve finds what the domain names in this connection: the file
+	// behind a <disk type='volume'>, the bridge of an <interface
+	// type='network'>.
+	Start(dom *domxml.Domain, runDir string, paused bool, resolve Resolver) (pid int, err error)
 
 	// Status reports the domain's state. When the VMM process is gone it
 	// returns StateShutoff with the reason it recorded (shutdown,
@@ -67,6 +68,16 @@ const (
 	OpReset    Op = "reset"    // hard reset, like the reset button
 	OpDestroy  Op = "destroy"  // kill the VMM at once
 )
+
+// Resolver looks up, at start, the host objects a domain refers to by
+// name in the connection that starts it.
+type Resolver struct {
+	// Volume returns the path and format of a volume in a pool.
+	Volume domxml.VolumeResolver
+	// NetworkBridge returns the bridge of an active network; an inactive
+	// or unknown network is an error.
+	NetworkBridge func(network string) (bridge string, err error)
+}
 
 // EngineStatus is what the engine knows about a domain.
 type EngineStatus struct {

@@ -59,7 +59,7 @@ func newProcEngine() *procEngine {
 	return &procEngine{procs: map[int]*exec.Cmd{}, done: map[int]chan struct{}{}}
 }
 
-func (e *procEngine) Start(dom *domxml.Domain, runDir string, paused bool, resolve domxml.VolumeResolver) (int, error) {
+func (e *procEngine) Start(dom *domxml.Domain, runDir string, paused bool, resolve Resolver) (int, error) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "VSH_TEST_VMM="+runDir)
 	if err := cmd.Start(); err != nil {
