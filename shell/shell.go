@@ -274,7 +274,7 @@ var jsonCommands = []string{
 	"list", "dominfo", "domstate", "domid", "domname", "domuuid", "vcpucount",
 	"net-list", "net-info", "net-uuid", "net-name", "net-dhcp-leases",
 	"pool-list", "pool-info", "vol-list", "vol-info", "vol-path",
-	"nodeinfo", "version", "hostname", "uri",
+	"nodeinfo", "version", "hostname", "uri", "domiflist",
 }
 
 // commandTable builds the name -> command map from virsh's definitions

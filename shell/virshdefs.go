@@ -141,6 +141,10 @@ var virshCommands = []*Command{
 		{Name: "current", Kind: KindBool, Required: false, Label: "--current", Help: "get value according to current domain state"},
 		{Name: "guest", Kind: KindBool, Required: false, Label: "--guest", Help: "retrieve vcpu count from the guest instead of the hypervisor"},
 	}},
+	{Name: "domiflist", Group: "monitor", Brief: "list all domain virtual interfaces", Synopsis: "<domain> [--inactive]", Description: "Get the summary of virtual interfaces for a domain.", Options: []Option{
+		{Name: "domain", Kind: KindData, Required: true, Label: "[--domain] <string>", Help: "domain name, id or uuid"},
+		{Name: "inactive", Kind: KindBool, Required: false, Label: "--inactive", Help: "get inactive rather than running configuration"},
+	}},
 	{Name: "dominfo", Group: "monitor", Brief: "domain information", Synopsis: "<domain>", Description: "Returns basic information about the domain.", Options: []Option{
 		{Name: "domain", Kind: KindData, Required: true, Label: "[--domain] <string>", Help: "domain name, id or uuid"},
 	}},

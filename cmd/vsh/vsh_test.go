@@ -148,6 +148,8 @@ func TestCaptured(t *testing.T) {
 		{name: "pool-info", args: []string{"pool-info", "default-pool"}, stdout: "Name:           default-pool\nUUID:           dfe224cb-28fb-8dd0-c4b2-64eb3f0f4566\nState:          running\nPersistent:     yes\nAutostart:      no\nCapacity:       100.00 GiB\nAllocation:     0.00 B\nAvailable:      100.00 GiB\n\n"},
 		{name: "vcpucount", args: []string{"vcpucount", "test"}, stdout: "maximum      config         2\nmaximum      live           2\ncurrent      config         2\ncurrent      live           2\n\n"},
 
+		{name: "domiflist", args: []string{"domiflist", "test"}, stdout: " Interface   Type      Source    Model   MAC\n------------------------------------------------------------\n testnet0    network   default   -       aa:bb:cc:dd:ee:ff\n\n"},
+
 		// Errors.
 		{name: "dominfo nosuch", args: []string{"dominfo", "nosuch"}, stdout: "\n", stderr: "error: failed to get domain 'nosuch'\n", rc: 1},
 		{name: "net-info nosuch", args: []string{"net-info", "nosuch"}, stdout: "\n", stderr: "error: failed to get network 'nosuch'\nerror: Network not found: no network with matching name 'nosuch'\n", rc: 1},
@@ -335,7 +337,7 @@ func TestVirshDiff(t *testing.T) {
 		"domstate test --reason", "domid test", "domname 1", "domuuid test",
 		"net-list --all", "net-info default", "net-uuid default", "pool-list --all --details",
 		"pool-info default-pool", "vol-list default-pool --details", "nodeinfo", "hostname", "uri",
-		"capabilities", "vcpucount test", "help", "help domain", "help network", "help pool", "help volume",
+		"capabilities", "vcpucount test", "domiflist test", "domiflist --inactive test", "help", "help domain", "help network", "help pool", "help volume",
 		"help host", "help monitor", "help start", "help undefine", "help vol-create-as",
 		"help vol-resize", "help desc", "help pool-define-as", "help echo", "help edit", "help exit",
 		"dominfo nosuch", "net-info nosuch", "pool-info nosuch", "vol-info x", "start test",
