@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 
 packages=(libvirt-clients libvirt0 libxml2-utils qemu-utils qemu-system-x86
 	dnsmasq-base nftables iproute2 busybox-static udhcpc cpio
-	linux-source-6.1 flex bison bc libelf-dev libssl-dev acpica-tools)
+	linux-source-6.1 flex bison bc libelf-dev libssl-dev lz4 acpica-tools e2fsprogs util-linux)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
