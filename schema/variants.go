@@ -21,6 +21,7 @@ type variant struct {
 	forbid   []string // attributes the child must not carry
 	kids     []string // elements the child must contain
 	oneOf    []string // the child must carry at least one of these attributes
+	noKids   []string // elements the child must not contain
 
 	steps, childSteps []string // path and child split at '/', filled by indexVariants
 }
@@ -44,8 +45,15 @@ var domainVariants = []variant{
 	{path: "devices/filesystem", attr: "type", values: []string{"ram"}, child: "source", attrs: []string{"usage"}},
 	{path: "devices/filesystem", attr: "type", values: []string{"block", "file"}, child: "source", attrs: []string{"file"}},
 	{path: "devices/interface", attr: "type", values: []string{"hostdev"}, child: "source", kids: []string{"address"}},
-	{path: "devices/disk", attr: "type", values: []string{"file", ""}, child: "source", optional: true, forbid: []string{"dev", "dir", "protocol", "pool", "volume"}},
-	{path: "devices/disk", attr: "type", values: []string{"block"}, child: "source", optional: true, forbid: []string{"file", "dir", "protocol", "pool", "volume"}},
+	{path: "devices/disk", attr: "type", values: []string{"file", ""}, child: "source", optional: true, forbid: []string{"dev", "dir", "protocol", "pool", "volume", "name", "path", "namespace"}},
+	{path: "devices/disk", attr: "type", values: []string{"block"}, child: "source", optional: true, forbid: []string{"file", "dir", "protocol", "pool", "volume", "name", "path", "namespace"}},
+	{path: "devices/disk", attr: "type", values: []string{"dir"}, child: "source", optional: true, forbid: []string{"file", "dev", "protocol", "pool", "volume", "name", "path", "namespace"}},
+	{path: "devices/disk", attr: "type", values: []string{"network"}, child: "source", optional: true, forbid: []string{"file", "dev", "dir", "pool", "volume", "path", "namespace", "startupPolicy"}},
+	{path: "devices/disk", attr: "type", values: []string{"volume"}, child: "source", optional: true, forbid: []string{"file", "dev", "dir", "protocol", "name", "path", "namespace"}},
+	{path: "devices/disk", attr: "type", values: []string{"file", "", "block", "dir", "volume"}, child: "source", optional: true, noKids: []string{"host", "snapshot", "config", "auth", "initiator", "cookies", "readahead", "timeout", "ssl", "identity", "address", "reconnect"}},
+	{path: "devices/interface", attr: "type", values: []string{"network"}, child: "source", optional: true, forbid: []string{"bridge", "dev", "mode", "address", "port", "path", "name"}},
+	{path: "devices/interface", attr: "type", values: []string{"bridge"}, child: "source", optional: true, forbid: []string{"network", "portgroup", "dev", "mode", "address", "port", "path", "name"}},
+	{path: "devices/interface", attr: "type", values: []string{"direct"}, child: "source", optional: true, forbid: []string{"network", "portgroup", "bridge", "address", "port", "path", "name"}},
 	{path: "devices/controller", attr: "type", values: []string{"pci"}, attrs: []string{"model"}},
 	{path: "devices/channel", child: "target", attrs: []string{"type"}},
 	{path: "devices/hostdev", attr: "type", values: []string{"usb"}, child: "source"},
@@ -229,6 +237,11 @@ func (v *validator) checkVariant(e *etree.Element, vr *variant) {
 	for _, a := range vr.forbid {
 		if c.SelectAttr(a) != nil {
 			v.attrErrorf(c, a, "attribute %s is not allowed in %s", a, what())
+		}
+	}
+	for _, k := range vr.noKids {
+		if bad := c.SelectElement(k); bad != nil {
+			v.errorf(bad, "element <%s> is not allowed in %s", k, what())
 		}
 	}
 	for _, k := range vr.kids {
