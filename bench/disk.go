@@ -1,0 +1,269 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"vsh/hypervisor/storage"
+	"vsh/hypervisor/storage/qcow2"
+)
+
+const (
+	diskBlock     = 4096     // request size
+	diskImageSize = 32 << 20 // image size; sequential passes cover all of it
+	diskRandomOps = 4096     // random requests per pass
+)
+
+// blockIO is what both a host file and a storage.Disk offer.
+type blockIO interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+}
+
+// diskPattern is one access pattern of figure 6.
+type diskPattern struct {
+	name    string
+	write   bool
+	offsets []int64
+}
+
+func diskPatterns() []diskPattern {
+	seq := make([]int64, diskImageSize/diskBlock)
+	for i := range seq {
+		seq[i] = int64(i) * diskBlock
+	}
+	rng := rand.New(rand.NewPCG(1, 2)) // the same offsets for every backend and run
+	random := make([]int64, diskRandomOps)
+	for i := range random {
+		random[i] = rng.Int64N(diskImageSize/diskBlock) * diskBlock
+	}
+	return []diskPattern{
+		{"sequential read", false, seq},
+		{"random read", false, random},
+		{"sequential write", true, seq},
+		{"random write", true, random},
+	}
+}
+
+// alignedBlock returns a 4 KiB buffer aligned for O_DIRECT.
+func alignedBlock() []byte {
+	b := make([]byte, 2*diskBlock)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (diskBlock - 1))
+	if off != 0 {
+		off = diskBlock - off
+	}
+	return b[off : off+diskBlock]
+}
+
+// runPattern issues the pattern's requests one at a time (queue depth 1)
+// and returns the throughput in MiB/s.
+func runPattern(dev blockIO, p diskPattern) (float64, error) {
+	buf := alignedBlock()
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	start := time.Now()
+	for _, off := range p.offsets {
+		var err error
+		if p.write {
+			_, err = dev.WriteAt(buf, off)
+		} else {
+			_, err = dev.ReadAt(buf, off)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s at %d: %w", p.name, off, err)
+		}
+	}
+	return mibPerSec(len(p.offsets), time.Since(start)), nil
+}
+
+func mibPerSec(ops int, d time.Duration) float64 {
+	return float64(ops) * diskBlock / (1 << 20) / d.Seconds()
+}
+
+// hostFile opens path with O_DIRECT: the host file's own throughput.
+type hostFile struct{ *os.File }
+
+func openHostFile(path string) (hostFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_DIRECT, 0)
+	return hostFile{f}, err
+}
+
+// fillImage writes every block of an image through the storage layer so
+// that reads and writes hit allocated data (no qcow2 cluster allocation
+// in the timed passes).
+func fillImage(path, format string) error {
+	d, err := storage.OpenDisk(path, format, false, "none")
+	if err != nil {
+		return err
+	}
+	buf := alignedBlock()
+	for off := int64(0); off < diskImageSize; off += diskBlock {
+		buf[0] = byte(off >> 12)
+		if _, err := d.WriteAt(buf, off); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	if err := d.Flush(); err != nil {
+		d.Close()
+		return err
+	}
+	return d.Close()
+}
+
+var qemuImgRE = regexp.MustCompile(`Run completed in ([0-9.]+) seconds`)
+
+// qemuImgBench runs `qemu-img bench` sequentially over the whole image at
+// queue depth 1 with O_DIRECT and returns MiB/s.
+func qemuImgBench(qemuImg, path, format string, write bool) (float64, error) {
+	ops := diskImageSize / diskBlock
+	args := []string{"bench", "-f", format, "-t", "none", "-d", "1", "-c", strconv.Itoa(ops), "-s", strconv.Itoa(diskBlock), "-S", strconv.Itoa(diskBlock)}
+	if write {
+		args = append(args, "-w")
+	}
+	out, err := exec.Command(qemuImg, append(args, path)...).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("qemu-img bench: %w: %s", err, firstLine(string(out)))
+	}
+	m := qemuImgRE.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("qemu-img bench: no 'Run completed' line in %q", firstLine(string(out)))
+	}
+	secs, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil || secs <= 0 {
+		return 0, fmt.Errorf("qemu-img bench: bad time %q", m[1])
+	}
+	return float64(ops) * diskBlock / (1 << 20) / secs, nil
+}
+
+// figureDisk is figure 6. The payload guest has no disk workload, so this
+// measures the storage layer virtio-blk sits on, through its Go API, against
+// the host file itself and against qemu-img bench on the same images.
+func figureDisk(e *env) []Row {
+	dir := filepath.Join(e.tmp, "disk")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return failedRows(err, "6. disk")
+	}
+	raw := filepath.Join(dir, "disk.raw")
+	qcow := filepath.Join(dir, "disk.qcow2")
+	if err := os.WriteFile(raw, nil, 0o644); err != nil {
+		return failedRows(err, "6. disk")
+	}
+	if err := os.Truncate(raw, diskImageSize); err != nil {
+		return failedRows(err, "6. disk")
+	}
+	if err := qcow2.Create(qcow, diskImageSize, qcow2.CreateOptions{}); err != nil {
+		return failedRows(err, "6. disk")
+	}
+	for _, img := range []struct{ path, format string }{{raw, "raw"}, {qcow, "qcow2"}} {
+		if err := fillImage(img.path, img.format); err != nil {
+			return failedRows(fmt.Errorf("fill %s: %w", img.path, err), "6. disk")
+		}
+	}
+	patterns := diskPatterns()
+	cond := fmt.Sprintf("storage.OpenDisk(cache='none', O_DIRECT) via the Go API, %d KiB requests at queue depth 1, %d MiB pre-filled image on %s; no guest involved", diskBlock/1024, diskImageSize>>20, fsType(dir))
+	type key struct{ format, pattern string }
+	hostRes := map[string]Result{}
+	vshRes := map[key]Result{}
+	qemuRes := map[key]Result{}
+	qemuImg, qemuErr := exec.LookPath("qemu-img")
+
+	for run := 0; run < e.runs; run++ {
+		for _, p := range patterns {
+			f, err := openHostFile(raw)
+			if err == nil {
+				var v float64
+				v, err = runPattern(f, p)
+				f.Close()
+				hostRes[p.name] = addSample(hostRes[p.name], v, err)
+			} else {
+				hostRes[p.name] = addSample(hostRes[p.name], 0, err)
+			}
+			for _, img := range []struct{ path, format string }{{raw, "raw"}, {qcow, "qcow2"}} {
+				k := key{img.format, p.name}
+				d, err := storage.OpenDisk(img.path, img.format, false, "none")
+				if err != nil {
+					vshRes[k] = addSample(vshRes[k], 0, err)
+					continue
+				}
+				v, err := runPattern(d, p)
+				if cerr := d.Close(); err == nil {
+					err = cerr
+				}
+				vshRes[k] = addSample(vshRes[k], v, err)
+				if qemuErr == nil && len(p.offsets) == diskImageSize/diskBlock { // sequential only
+					v, err := qemuImgBench(qemuImg, img.path, img.format, p.write)
+					qemuRes[k] = addSample(qemuRes[k], v, err)
+				}
+			}
+		}
+	}
+	var rows []Row
+	n := 0
+	letter := func() string { n++; return string(rune('a' + n - 1)) }
+	for _, format := range []string{"raw", "qcow2"} {
+		for _, p := range patterns {
+			rows = append(rows, Row{
+				Figure:     fmt.Sprintf("6%s. disk %s 4 KiB %s (storage layer)", letter(), format, p.name),
+				Unit:       "MiB/s",
+				VSH:        vshRes[key{format, p.name}],
+				PeerName:   "host raw file, O_DIRECT pread/pwrite",
+				Peer:       hostRes[p.name],
+				Conditions: cond,
+			})
+		}
+	}
+	for _, format := range []string{"raw", "qcow2"} {
+		for _, p := range patterns {
+			if len(p.offsets) != diskImageSize/diskBlock {
+				continue
+			}
+			peer := qemuRes[key{format, p.name}]
+			if qemuErr != nil {
+				peer = Result{Missing: installHint("qemu-img", "qemu-utils")}
+			}
+			w := ""
+			if p.write {
+				w = " -w"
+			}
+			rows = append(rows, Row{
+				Figure:     fmt.Sprintf("6%s. disk %s 4 KiB %s (storage layer)", letter(), format, p.name),
+				Unit:       "MiB/s",
+				VSH:        vshRes[key{format, p.name}],
+				PeerName:   fmt.Sprintf("qemu-img bench -t none -d 1%s", w),
+				Peer:       peer,
+				Conditions: cond + "; qemu-img bench on the same image (its sequential mode; it has no random mode)",
+			})
+		}
+	}
+	return rows
+}
+
+// fsType names the file system holding dir.
+func fsType(dir string) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return "an unknown file system"
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	}
+	return fmt.Sprintf("file system 0x%x", st.Type)
+}
