@@ -94,10 +94,10 @@ func TestParseDomainErrors(t *testing.T) {
 		name, xml string
 		want      string // regexp over the error text
 	}{
-		{"bad unit", "<domain type='kvm'>\n  <name>a</name>\n  <memory unit='XB'>1</memory>\n</domain>", `^bad unit:3:3: .*`},
-		{"fraction", "<domain type='kvm'>\n  <name>a</name>\n  <memory>1.5</memory>\n</domain>", `^fraction:3:3: .*`},
-		{"bad uuid", "<domain type='kvm'>\n  <name>a</name>\n  <uuid>nope</uuid>\n  <memory>1</memory>\n</domain>", `^bad uuid:3:3: .*`},
-		{"multicast mac", "<domain type='kvm'>\n  <name>a</name>\n  <memory>1</memory>\n  <devices>\n    <interface type='network'>\n      <mac address='01:00:00:00:00:01'/>\n    </interface>\n  </devices>\n</domain>", `^multicast mac:6:7: .*`},
+		{"bad unit", "<domain type='kvm'>\n  <name>a</name>\n  <memory unit='XB'>1</memory>\n  <os><type>hvm</type></os>\n</domain>", `^bad unit:3:3: .*`},
+		{"fraction", "<domain type='kvm'>\n  <name>a</name>\n  <memory>1.5</memory>\n  <os><type>hvm</type></os>\n</domain>", `^fraction:3:3: .*`},
+		{"bad uuid", "<domain type='kvm'>\n  <name>a</name>\n  <uuid>nope</uuid>\n  <memory>1</memory>\n  <os><type>hvm</type></os>\n</domain>", `^bad uuid:3:3: .*`},
+		{"multicast mac", "<domain type='kvm'>\n  <name>a</name>\n  <memory>1</memory>\n  <devices>\n    <interface type='network'>\n      <mac address='01:00:00:00:00:01'/>\n      <source network='default'/>\n    </interface>\n  </devices>\n  <os><type>hvm</type></os>\n</domain>", `^multicast mac:6:7: .*`},
 		{"wrong root", "<network><name>n</name></network>", `^wrong root:1:1: expecting root element of 'domain', not 'network'`},
 		{"malformed", "<domain type='kvm'>\n  <name>a</name>\n", `^malformed:\d+:\d+: .*`},
 	}
@@ -224,20 +224,17 @@ func TestFillDefaultsInsertsOnlyUUIDAndMAC(t *testing.T) {
 func TestFillDefaultsIndentation(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"four spaces",
-			"<domain type='kvm'>\n    <name>a</name>\n    <memory>1</memory>\n</domain>\n",
-			"<domain type='kvm'>\n    <name>a</name>\n    <uuid>U</uuid>\n    <memory>1</memory>\n</domain>\n"},
+			"<domain type='kvm'>\n    <name>a</name>\n    <memory>1</memory>\n    <os><type>hvm</type></os>\n</domain>\n",
+			"<domain type='kvm'>\n    <name>a</name>\n    <uuid>U</uuid>\n    <memory>1</memory>\n    <os><type>hvm</type></os>\n</domain>\n"},
 		{"tabs",
-			"<domain type='kvm'>\n\t<name>a</name>\n\t<memory>1</memory>\n</domain>",
-			"<domain type='kvm'>\n\t<name>a</name>\n\t<uuid>U</uuid>\n\t<memory>1</memory>\n</domain>"},
+			"<domain type='kvm'>\n\t<name>a</name>\n\t<memory>1</memory>\n\t<os><type>hvm</type></os>\n</domain>",
+			"<domain type='kvm'>\n\t<name>a</name>\n\t<uuid>U</uuid>\n\t<memory>1</memory>\n\t<os><type>hvm</type></os>\n</domain>"},
 		{"one line",
-			"<domain type='kvm'><name>a</name><memory>1</memory></domain>",
-			"<domain type='kvm'><name>a</name><uuid>U</uuid><memory>1</memory></domain>"},
+			"<domain type='kvm'><name>a</name><memory>1</memory><os><type>hvm</type></os></domain>",
+			"<domain type='kvm'><name>a</name><uuid>U</uuid><memory>1</memory><os><type>hvm</type></os></domain>"},
 		{"comment-only devices keep the comment",
-			"<domain type='kvm'>\n  <name>a</name>\n  <uuid>3e3fce45-4f53-4fa7-bb32-11f34168b82b</uuid>\n  <memory>1</memory>\n  <devices><!-- none yet --></devices>\n</domain>",
-			"<domain type='kvm'>\n  <name>a</name>\n  <uuid>U</uuid>\n  <memory>1</memory>\n  <devices><interface type='user'><mac address='52:54:00:00:00:01'/></interface><!-- none yet --></devices>\n</domain>"},
-		{"no name yet is invalid but uuid goes first",
-			"<domain type='kvm'>\n  <memory>1</memory>\n</domain>",
-			"<domain type='kvm'>\n  <uuid>U</uuid>\n  <memory>1</memory>\n</domain>"},
+			"<domain type='kvm'>\n  <name>a</name>\n  <uuid>3e3fce45-4f53-4fa7-bb32-11f34168b82b</uuid>\n  <memory>1</memory>\n  <devices><!-- none yet --></devices>\n  <os><type>hvm</type></os>\n</domain>",
+			"<domain type='kvm'>\n  <name>a</name>\n  <uuid>U</uuid>\n  <memory>1</memory>\n  <devices><interface type='user'><mac address='52:54:00:00:00:01'/></interface><!-- none yet --></devices>\n  <os><type>hvm</type></os>\n</domain>"},
 	}
 	uuid := regexp.MustCompile(`<uuid>[-0-9a-f]{36}</uuid>`)
 	for _, tt := range tests {
@@ -398,10 +395,10 @@ func TestCloneIsIndependent(t *testing.T) {
 }
 
 func TestInsertKeepsTrailingComment(t *testing.T) {
-	in := "<domain type='kvm'>\n  <name>a</name> <!-- the name -->\n  <memory>1024</memory>\n</domain>\n"
+	in := "<domain type='kvm'>\n  <name>a</name> <!-- the name -->\n  <memory>1024</memory>\n  <os><type>hvm</type></os>\n</domain>\n"
 	d := mustDomain(t, "c.xml", in)
 	d.SetUUID("3e3fce45-4f53-4fa7-bb32-11f34168b82b")
-	want := "<domain type='kvm'>\n  <name>a</name> <!-- the name -->\n  <uuid>3e3fce45-4f53-4fa7-bb32-11f34168b82b</uuid>\n  <memory>1024</memory>\n</domain>\n"
+	want := "<domain type='kvm'>\n  <name>a</name> <!-- the name -->\n  <uuid>3e3fce45-4f53-4fa7-bb32-11f34168b82b</uuid>\n  <memory>1024</memory>\n  <os><type>hvm</type></os>\n</domain>\n"
 	if got := string(d.XML()); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
@@ -412,6 +409,7 @@ func TestPatchKeepsUserFormatting(t *testing.T) {
   <name>a</name>
   <description>Bob's "vm" &gt; yours</description>
   <memory unit="KiB">1024</memory>
+  <os><type>hvm</type></os>
   <devices>
     <emulator>/usr/bin/qemu</emulator>
   </devices>
@@ -425,22 +423,22 @@ func TestPatchKeepsUserFormatting(t *testing.T) {
 }
 
 func TestPatchLineEndingsAndMultilineTags(t *testing.T) {
-	crlf := "<domain type='kvm'>\r\n  <name>a</name>\r\n  <memory>1024</memory>\r\n</domain>\r\n"
+	crlf := "<domain type='kvm'>\r\n  <name>a</name>\r\n  <memory>1024</memory>\r\n  <os><type>hvm</type></os>\r\n  <os><type>hvm</type></os>\n</domain>\r\n"
 	d := mustDomain(t, "crlf.xml", crlf)
 	d.SetVCPUs(1, 0)
-	want := "<domain type='kvm'>\r\n  <name>a</name>\r\n  <memory>1024</memory>\r\n  <vcpu>1</vcpu>\r\n</domain>\r\n"
+	want := "<domain type='kvm'>\r\n  <name>a</name>\r\n  <memory>1024</memory>\r\n  <vcpu>1</vcpu>\r\n  <os><type>hvm</type></os>\r\n  <os><type>hvm</type></os>\n</domain>\r\n"
 	if got := string(d.XML()); got != want {
 		t.Errorf("CRLF: got %q, want %q", got, want)
 	}
 
 	// A start tag spread over lines is kept as the user wrote it.
-	multi := "<domain type='kvm'>\n  <name>a</name>\n  <memory\n     unit='KiB'>1024</memory>\n</domain>\n"
+	multi := "<domain type='kvm'>\n  <name>a</name>\n  <memory\n     unit='KiB'>1024</memory>\n  <os><type>hvm</type></os>\n</domain>\n"
 	d = mustDomain(t, "multi.xml", multi)
 	if got := string(d.XML()); got != multi {
 		t.Errorf("unedited: got %q", got)
 	}
 	d.SetVCPUs(1, 0)
-	want = "<domain type='kvm'>\n  <name>a</name>\n  <memory\n     unit='KiB'>1024</memory>\n  <vcpu>1</vcpu>\n</domain>\n"
+	want = "<domain type='kvm'>\n  <name>a</name>\n  <memory\n     unit='KiB'>1024</memory>\n  <vcpu>1</vcpu>\n  <os><type>hvm</type></os>\n</domain>\n"
 	if got := string(d.XML()); got != want {
 		t.Errorf("multi-line tag: got %q, want %q", got, want)
 	}

@@ -285,13 +285,20 @@ func (d *Document) Warnings() ErrorList { return d.warnings }
 // Validate checks the document against libvirt's vocabulary for its kind
 // (structure and value types) and then the semantic rules libvirt's parser
 // applies. It returns every error found, sorted by position, or nil.
-func (d *Document) Validate() ErrorList {
+func (d *Document) Validate() ErrorList { return d.check(true) }
+
+// Semantics runs only the semantic rules libvirt's parser applies (units,
+// UUID, names, vCPU counts, addresses, ...), not the structural schema
+// pass: what `define --no-validate` still has to enforce.
+func (d *Document) Semantics() ErrorList { return d.check(false) }
+
+func (d *Document) check(structure bool) ErrorList {
 	v := &validator{d: d}
 	root := d.Doc.Root()
 	if root == nil {
 		return ErrorList{{Pos: Pos{File: d.File}, Msg: "document has no root element"}}
 	}
-	if r := rootRule(d.Kind); r != nil {
+	if r := rootRule(d.Kind); r != nil && structure {
 		v.element(root, r)
 	}
 	switch d.Kind {
