@@ -51,6 +51,9 @@ func controlDomainXML(name string) string {
 `
 }
 
+// controlNote says how the two shells keep their state.
+const controlNote = "vsh runs as `vsh -q -c vsh:///session` with VSH_HOME in a fresh temporary directory: every definition is parsed, validated and written (fsynced) to disk. The peer is `virsh -q -c test:///default`, whose test driver keeps all state in memory and writes nothing. Both read the same script on stdin, one command a line."
+
 // shellTool is a virsh-like shell run with a script on stdin.
 type shellTool struct {
 	path string
@@ -134,14 +137,14 @@ func figureControl(e *env) []Row {
 		Unit:        "s",
 		LowerBetter: true,
 		PeerName:    "virsh -c test:///default",
-		Conditions:  "whole shell process; vsh:///session with VSH_HOME in a fresh temp dir (definitions fsynced to disk); virsh's test driver keeps all state in memory",
+		Conditions:  "wall time of the whole shell process " + e.notes.ref(controlNote),
 	}
 	listRow := Row{
 		Figure:      fmt.Sprintf("4b. list --all with %d domains defined", controlDomains),
 		Unit:        "ms",
 		LowerBetter: true,
 		PeerName:    "virsh -c test:///default",
-		Conditions:  fmt.Sprintf("per command, from the shell's own -t timing, median over %d list commands per run after %d defines in the same session; virsh's test driver keeps state in memory", listRepeats, controlDomains),
+		Conditions:  fmt.Sprintf("per command, from each shell's own -t timing: median of %d list commands after %d defines in the same session ", listRepeats, controlDomains) + e.notes.ref(controlNote),
 	}
 
 	for i := 0; i < e.runs; i++ {

@@ -171,7 +171,7 @@ func figureDisk(e *env) []Row {
 		}
 	}
 	patterns := diskPatterns()
-	cond := fmt.Sprintf("storage.OpenDisk(cache='none', O_DIRECT) via the Go API, %d KiB requests at queue depth 1, %d MiB pre-filled image on %s; no guest involved", diskBlock/1024, diskImageSize>>20, fsType(dir))
+	cond := e.notes.ref(fmt.Sprintf("Disk figures measure vsh's storage layer, the code virtio-blk sits on, through its Go API (storage.OpenDisk with cache='none', i.e. O_DIRECT), not a guest: the payload guest has no disk workload yet. %d KiB requests one at a time (queue depth 1), %d MiB image pre-filled so no qcow2 cluster is allocated while timed, on %s; random offsets are the same for every backend and run. The host-file peer is the same raw file opened with O_DIRECT and read/written with pread/pwrite; qemu-img bench runs on the same image files with -t none -d 1 (it has only a sequential mode).", diskBlock/1024, diskImageSize>>20, fsType(dir)))
 	type key struct{ format, pattern string }
 	hostRes := map[string]Result{}
 	vshRes := map[key]Result{}
@@ -242,7 +242,7 @@ func figureDisk(e *env) []Row {
 				VSH:        vshRes[key{format, p.name}],
 				PeerName:   fmt.Sprintf("qemu-img bench -t none -d 1%s", w),
 				Peer:       peer,
-				Conditions: cond + "; qemu-img bench on the same image (its sequential mode; it has no random mode)",
+				Conditions: cond,
 			})
 		}
 	}

@@ -48,12 +48,12 @@ var figures = []figure{
 
 // env is what every figure shares.
 type env struct {
-	runs int
-	root string // module root
-	tmp  string // scratch directory, removed at the end
-	vsh  string // freshly built vsh binary
-	// payloadNote says where the payload guest came from.
-	log func(format string, args ...any)
+	runs  int
+	root  string // module root
+	tmp   string // scratch directory, removed at the end
+	vsh   string // freshly built vsh binary
+	log   func(format string, args ...any)
+	notes notes // conditions shared by several rows
 }
 
 func main() {
@@ -122,7 +122,7 @@ func main() {
 		logf("figure %s", f.name)
 		rows = append(rows, f.run(e)...)
 	}
-	md := report(conditions(root, *linux), rows, *runs, time.Since(started))
+	md := report(conditions(root, *linux), rows, &e.notes, *runs, time.Since(started))
 	fmt.Print(md)
 	if *out != "" {
 		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
@@ -150,7 +150,7 @@ func isFigure(name string) bool {
 }
 
 // report renders the conditions, the table and how to read it.
-func report(cond []string, rows []Row, runs int, took time.Duration) string {
+func report(cond []string, rows []Row, n *notes, runs int, took time.Duration) string {
 	var b strings.Builder
 	b.WriteString("Conditions:\n\n")
 	for _, c := range cond {
@@ -158,6 +158,9 @@ func report(cond []string, rows []Row, runs int, took time.Duration) string {
 	}
 	fmt.Fprintf(&b, "- %d runs per figure; values are median (min–max); suite took %s\n\n", runs, took.Round(time.Second))
 	b.WriteString(markdownTable(rows))
+	if len(n.texts) > 0 {
+		b.WriteString("\nNotes:\n\n" + n.markdown())
+	}
 	b.WriteString("\nratio: how many times better vsh is (peer/vsh for times and sizes, vsh/peer for throughputs); above 1 means vsh is ahead. Absolute times on a shared machine are noise; compare ratios.\n")
 	return b.String()
 }

@@ -296,7 +296,7 @@ func payloadFiles(e *env) (vshKernel, qemuKernel string, err error) {
 }
 
 // qemuPayloadNote is said wherever the peer boots the PVH equivalent.
-const qemuPayloadNote = "QEMU cannot load the payload ELF (\"Error loading uncompressed kernel without PVH ELF Note\"), so it boots bench's PVH equivalent: same marker on COM1 with one rep outsb, then hlt"
+const qemuPayloadNote = "QEMU cannot load vsh's payload ELF (`Error loading uncompressed kernel without PVH ELF Note`: the payload is entered in 64-bit mode with the Linux zero page), so QEMU boots bench's PVH equivalent (bench/pvh.go): 32-bit PVH entry, the same marker written to COM1 with one `rep outsb`, then `hlt`. QEMU also runs its qboot firmware first; vsh has none."
 
 // kvmMissing says why no VM can run, or "".
 func kvmMissing() string {
@@ -314,8 +314,8 @@ func figureStart(e *env) []Row {
 	first := Row{Figure: "1a. start to the payload's first console byte", Unit: "ms", LowerBetter: true, PeerName: "qemu-system-x86_64 -M microvm"}
 	marker := Row{Figure: "1b. start to the payload's ready marker", Unit: "ms", LowerBetter: true, PeerName: "qemu-system-x86_64 -M microvm"}
 	tuned := Row{Figure: "1c. start to the payload's ready marker", Unit: "ms", LowerBetter: true, PeerName: "qemu-system-x86_64 -M " + qemuMicrovmTuned}
-	cond := fmt.Sprintf("1 vCPU, %d MiB; vsh: exec of `vsh start` until the byte/marker is in the VMM's console log (polled every 0.1 ms); QEMU: exec until it is on QEMU's stdout; ", payloadMemMiB) + qemuPayloadNote
-	first.Conditions = "the payload's first OUT instruction, writing 'V' of the marker; " + cond
+	cond := fmt.Sprintf("1 vCPU, %d MiB, 'h' (idle) payload; ", payloadMemMiB) + e.notes.ref("vsh: from the exec of `vsh start` until the text is in the VMM's console log (polled every 0.1 ms, so the first byte and the marker usually land in the same poll); QEMU: from its exec until the text is on its stdout (-serial stdio).") + " " + e.notes.ref(qemuPayloadNote)
+	first.Conditions = "the payload's first OUT instruction (the 'V' of the marker); " + cond
 	marker.Conditions, tuned.Conditions = cond, cond
 	rows := []*Row{&first, &marker, &tuned}
 	if msg := kvmMissing(); msg != "" {
@@ -450,8 +450,8 @@ func processMemory(pid, guestMiB int) (memoryUse, error) {
 func figureRSS(e *env) []Row {
 	beyond := Row{Figure: fmt.Sprintf("2a. VMM resident memory beyond guest RAM touched, idle 1 vCPU / %d MiB payload", payloadMemMiB), Unit: "MiB", LowerBetter: true, PeerName: "qemu-system-x86_64 -M microvm"}
 	total := Row{Figure: "2b. VMM VmRSS, same guest", Unit: "MiB", LowerBetter: true, PeerName: "qemu-system-x86_64 -M microvm"}
-	cond := "VmRSS from /proc/PID/status 200 ms after the ready marker, less the Rss of the guest-RAM mapping in /proc/PID/smaps; " + qemuPayloadNote
-	beyond.Conditions, total.Conditions = cond, "VmRSS from /proc/PID/status 200 ms after the ready marker (includes guest RAM touched)"
+	beyond.Conditions = "VmRSS from /proc/PID/status 200 ms after the ready marker, less the Rss of the guest-RAM mapping in /proc/PID/smaps " + e.notes.ref(qemuPayloadNote)
+	total.Conditions = "VmRSS from /proc/PID/status 200 ms after the ready marker (includes the guest RAM touched) " + e.notes.ref(qemuPayloadNote)
 	rows := []*Row{&beyond, &total}
 	if msg := kvmMissing(); msg != "" {
 		return missingRows(rows, msg)

@@ -109,6 +109,30 @@ func cell(s string) string {
 	return strings.ReplaceAll(s, "\n", " ")
 }
 
+// notes collects conditions shared by several rows: a row's Conditions
+// says "[n]" and the text is printed once under the table.
+type notes struct{ texts []string }
+
+// ref returns the marker of text, adding it on first use.
+func (n *notes) ref(text string) string {
+	for i, t := range n.texts {
+		if t == text {
+			return fmt.Sprintf("[%d]", i+1)
+		}
+	}
+	n.texts = append(n.texts, text)
+	return fmt.Sprintf("[%d]", len(n.texts))
+}
+
+// markdown renders the notes as a list.
+func (n *notes) markdown() string {
+	var b strings.Builder
+	for i, t := range n.texts {
+		fmt.Fprintf(&b, "- [%d] %s\n", i+1, t)
+	}
+	return b.String()
+}
+
 // markdownTable renders rows as a Markdown table.
 func markdownTable(rows []Row) string {
 	var b strings.Builder
