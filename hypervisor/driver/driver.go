@@ -416,6 +416,21 @@ type VolumeCreateAs struct {
 // VolumeResizeFlags are vol-resize's options.
 type VolumeResizeFlags struct{ Allocate, Delta, Shrink bool }
 
+// VolumeTransfer carries vol-upload's and vol-download's options.
+type VolumeTransfer struct {
+	// Offset is where in the volume the transfer starts; Length how many
+	// bytes it moves (0: to the end of the stream or of the volume).
+	Offset, Length uint64
+	// Sparse keeps holes: on upload, holes of a regular source file
+	// become holes in the volume; on download, holes of the volume stay
+	// holes in a regular destination file instead of being written as
+	// zeros.
+	Sparse bool
+	// Progress, when set, is called as data moves with the bytes done and
+	// the total (0 when unknown).
+	Progress func(done, total uint64)
+}
+
 // Storage is the storage pool and volume part of the API.
 type Storage interface {
 	ListPools() ([]PoolInfo, error)
@@ -443,6 +458,10 @@ type Storage interface {
 	WipeVolume(vol VolumeInfo) error
 	ResizeVolume(vol VolumeInfo, capacityBytes uint64, flags VolumeResizeFlags) error
 	VolumeXML(vol VolumeInfo) ([]byte, error)
+	// UploadVolume writes the bytes of r into the volume (vol-upload).
+	UploadVolume(vol VolumeInfo, r io.Reader, opts VolumeTransfer) error
+	// DownloadVolume copies the volume's bytes to w (vol-download).
+	DownloadVolume(vol VolumeInfo, w io.Writer, opts VolumeTransfer) error
 }
 
 // ErrorCode classifies driver errors like libvirt's virErrorNumber; each

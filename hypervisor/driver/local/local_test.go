@@ -256,21 +256,21 @@ func TestDirPoolVolumes(t *testing.T) {
 	}
 	_, err = c.CreateVolumeAs("p", driver.VolumeCreateAs{Name: "full.img", CapacityBytes: 1})
 	wantErr(t, "dup", err, "storage volume 'full.img' exists already")
-	_, err = c.CreateVolumeAs("p", driver.VolumeCreateAs{Name: "q.img", CapacityBytes: 1, Format: "qcow2"})
-	wantErr(t, "qcow2", err, "unsupported configuration: volume format 'qcow2' is not supported by vsh yet")
+	_, err = c.CreateVolumeAs("p", driver.VolumeCreateAs{Name: "q.img", CapacityBytes: 1, Format: "vmdk"})
+	wantErr(t, "vmdk", err, "unsupported configuration: volume format 'vmdk' is not supported by vsh yet")
 
 	// Names cannot leave the pool.
 	for _, name := range []string{"../x", "/etc/passwd", "a/b"} {
 		_, err := c.CreateVolumeAs("p", driver.VolumeCreateAs{Name: name, CapacityBytes: 1})
-		wantErr(t, "escape "+name, err, "invalid argument: volume name '"+name+"' cannot contain '/'")
+		wantErr(t, "escape "+name, err, "invalid argument: invalid volume name '"+name+"': volume names cannot contain '/' (they must stay inside pool 'p')")
 	}
 	_, err = c.CreateVolumeAs("p", driver.VolumeCreateAs{Name: "..", CapacityBytes: 1})
-	wantErr(t, "dotdot", err, "invalid argument: volume name '..' is not allowed")
+	wantErr(t, "dotdot", err, "invalid argument: invalid volume name '..'")
 	outside := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(outside, []byte("secret"), 0o600)
 	os.Symlink(outside, filepath.Join(dir, "link"))
 	_, err = c.LookupVolume("p", "link")
-	wantErr(t, "symlink out", err, "invalid argument: volume 'link' is a symbolic link out of pool 'p'")
+	wantErr(t, "symlink out", err, "invalid argument: volume 'link' is a symlink pointing outside pool 'p' (to '"+outside+"')")
 	vols, _ := c.ListVolumes("p")
 	if len(vols) != 2 {
 		t.Errorf("volumes (symlink out must not be listed): %+v", vols)

@@ -2,11 +2,13 @@ package local
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"vsh/hypervisor/driver"
+	"vsh/hypervisor/storage"
 )
 
 // hdrFormat is a minimal image format for exercising the VolumeFormat
@@ -15,32 +17,56 @@ type hdrFormat struct{}
 
 var hdrMagic = []byte("VSHTEST\x00")
 
-func (hdrFormat) Probe(f *os.File) bool {
+func (hdrFormat) Probe(path string) bool {
 	b := make([]byte, 8)
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
 	n, _ := f.ReadAt(b, 0)
 	return n == 8 && string(b) == string(hdrMagic)
 }
 
-func (hdrFormat) Create(f *os.File, capacity, allocation uint64, backing *Backing) error {
+func (hdrFormat) Create(p storage.PoolSpec, v storage.VolumeSpec) error {
+	path, err := storage.VolumePath(p, v.Name)
+	if err != nil {
+		return err
+	}
 	b := make([]byte, 16)
 	copy(b, hdrMagic)
-	binary.LittleEndian.PutUint64(b[8:], capacity)
-	_, err := f.WriteAt(b, 0)
+	binary.LittleEndian.PutUint64(b[8:], v.CapacityBytes)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteAt(b, 0)
 	return err
 }
 
-func (hdrFormat) Capacity(f *os.File) (uint64, error) {
-	b := make([]byte, 8)
-	if _, err := f.ReadAt(b, 8); err != nil {
-		return 0, err
+func (hdrFormat) Stat(path string) (storage.VolumeStat, error) {
+	st, err := storage.StatVolume(path)
+	if err != nil {
+		return st, err
 	}
-	return binary.LittleEndian.Uint64(b), nil
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 16 {
+		return st, fmt.Errorf("short hdr image: %v", err)
+	}
+	st.CapacityBytes = binary.LittleEndian.Uint64(b[8:])
+	return st, nil
 }
 
-func (hdrFormat) Resize(f *os.File, capacity uint64, allocate bool) error {
+func (hdrFormat) Resize(v storage.VolumeStat, capacity uint64, shrink, allocate bool) error {
+	f, err := os.OpenFile(v.Path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
 	b := make([]byte, 8)
 	binary.LittleEndian.PutUint64(b, capacity)
-	_, err := f.WriteAt(b, 8)
+	_, err = f.WriteAt(b, 8)
 	return err
 }
 

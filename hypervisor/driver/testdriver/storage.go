@@ -1,6 +1,7 @@
 package testdriver
 
 import (
+	"io"
 	"path"
 
 	"vsh/domxml"
@@ -483,4 +484,21 @@ func (c *Conn) VolumeXML(vol driver.VolumeInfo) ([]byte, error) {
 	// layout of the XML it was created from.
 	in := volInfo(nil, v)
 	return domxml.NewVolume(in.Name, in.CapacityBytes, in.AllocationBytes, in.Format, in.Path).XML(), nil
+}
+
+// UploadVolume is refused as libvirt's test driver refuses it: the test
+// host's volumes have no content.
+func (c *Conn) UploadVolume(vol driver.VolumeInfo, r io.Reader, opts driver.VolumeTransfer) error {
+	if err := c.writable("virStorageVolUpload"); err != nil {
+		return err
+	}
+	return driver.Errorf(driver.ErrNoSupport, "virStorageVolUpload")
+}
+
+// DownloadVolume is refused as libvirt's test driver refuses it.
+func (c *Conn) DownloadVolume(vol driver.VolumeInfo, w io.Writer, opts driver.VolumeTransfer) error {
+	if err := c.writable("virStorageVolDownload"); err != nil {
+		return err
+	}
+	return driver.Errorf(driver.ErrNoSupport, "virStorageVolDownload")
 }
