@@ -440,3 +440,30 @@ func fsPoolChild(t *testing.T) {
 		t.Errorf("mount point left after pool-delete: %v", err)
 	}
 }
+
+// TestDamagedQcow2Volume checks that an image with a qcow2 magic but a
+// broken header stays listed and deletable, while operations that need
+// its metadata fail with an error.
+func TestDamagedQcow2Volume(t *testing.T) {
+	c, dir := startDirPool(t)
+	bad := append([]byte("QFI\xfb\x00\x00\x00\x03"), bytes.Repeat([]byte{0xff}, 4088)...)
+	mustDo(t, "write", os.WriteFile(filepath.Join(dir, "bad"), bad, 0o600))
+	vols, err := c.ListVolumes("p")
+	mustDo(t, "list", err)
+	if len(vols) != 1 || vols[0].Name != "bad" || vols[0].Format != "qcow2" || vols[0].CapacityBytes != 4096 {
+		t.Fatalf("volumes: %+v", vols)
+	}
+	if x := volXML(t, c, vols[0]); !strings.Contains(x, "<format type='qcow2'/>") {
+		t.Errorf("vol xml:\n%s", x)
+	}
+	if err := c.ResizeVolume(vols[0], 1<<30, driver.VolumeResizeFlags{}); err == nil {
+		t.Errorf("resize of a damaged image succeeded")
+	}
+	if _, err := c.CloneVolume(vols[0], "copy"); err == nil {
+		t.Errorf("clone of a damaged image succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "copy")); !os.IsNotExist(err) {
+		t.Errorf("failed clone left a file: %v", err)
+	}
+	mustDo(t, "delete", c.DeleteVolume(vols[0]))
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/beevik/etree"
 	"golang.org/x/sys/unix"
@@ -40,23 +41,34 @@ func statVol(p *poolObj, name, path string) (driver.VolumeInfo, storage.VolumeSt
 	}
 	var st storage.VolumeStat
 	if fi.Mode().IsRegular() {
-		_, vf := probe(path)
-		st, err = vf.Stat(path)
-	} else {
-		st, err = storage.StatVolume(path)
-	}
-	if err != nil {
+		format, vf := probe(path)
+		if st, err = vf.Stat(path); err != nil {
+			// A damaged image is still a volume: list it with its file's
+			// sizes so that it can be inspected, downloaded or deleted;
+			// operations that need its metadata report the damage.
+			st, err = fileStat(path, fi), nil
+		}
+		st.Format = format
+	} else if st, err = storage.StatVolume(path); err != nil {
 		if fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeCharDevice) != 0 {
 			return driver.VolumeInfo{}, st, driver.Errorf(driver.ErrNoStorageVol, "no storage vol with matching name '%s'", name)
 		}
 		return driver.VolumeInfo{}, st, storageErr(err)
 	}
-	if fi.Mode().IsRegular() {
-		st.Format, _ = probe(path)
-	}
 	st.Name, st.Path = name, path
 	return driver.VolumeInfo{Name: name, Pool: p.name, Key: path, Path: path, Type: st.Type, Format: st.Format,
 		CapacityBytes: st.CapacityBytes, AllocationBytes: st.AllocationBytes}, st, nil
+}
+
+// fileStat describes a regular file without reading its content.
+func fileStat(path string, fi fs.FileInfo) storage.VolumeStat {
+	st := storage.VolumeStat{Name: filepath.Base(path), Path: path, Type: storage.VolFile, Format: storage.FormatRaw,
+		CapacityBytes: uint64(fi.Size()), Mode: fi.Mode().Perm(), Owner: -1, Group: -1}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.AllocationBytes = uint64(sys.Blocks) * 512
+		st.Owner, st.Group = int(sys.Uid), int(sys.Gid)
+	}
+	return st
 }
 
 // volInfo describes the volume file at path.
@@ -301,6 +313,11 @@ func (c *Conn) CloneVolume(src driver.VolumeInfo, newName string) (driver.Volume
 			return volExists(newName)
 		}
 		if cl, ok := VolumeFormats[sv.Format].(VolumeCloner); ok {
+			// An overlay must not be built on an image whose metadata
+			// cannot be read (statVol lists those with their file sizes).
+			if _, serr := VolumeFormats[sv.Format].Stat(st.Path); serr != nil {
+				return storageErr(serr)
+			}
 			err = cl.Clone(poolSpec(p.live), st, newName)
 		} else {
 			// A plain copy of the file keeps any format's layout.
