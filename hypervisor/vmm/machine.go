@@ -43,6 +43,13 @@ type Machine interface {
 	Stats() Stats
 	// SetMemory changes the balloon target.
 	SetMemory(kib uint64) error
+	// MemoryStats returns the memory statistics (dommemstat); refresh
+	// asks the guest for a new report first.
+	MemoryStats(refresh bool) (MemoryStats, error)
+	// NICs returns the network interfaces with their counters.
+	NICs() []NICStatus
+	// SetLink sets the link state of the interface with that MAC address.
+	SetLink(mac string, up bool) error
 	// Close releases the machine's resources (memory, fds, devices).
 	Close() error
 }

@@ -25,6 +25,9 @@ const (
 	OpStats    = "stats"
 	OpConsole  = "console"
 	OpSetMem   = "setmem"
+	OpMemStats = "memstats" // balloon and guest memory statistics
+	OpNICs     = "nics"     // network interfaces with their counters
+	OpSetLink  = "setlink"  // link state of one network interface
 )
 
 // Request is one control request.
@@ -32,6 +35,11 @@ type Request struct {
 	Op    string `json:"op"`
 	Force bool   `json:"force,omitempty"` // console: take over an attached client
 	KiB   uint64 `json:"kib,omitempty"`   // setmem
+	// Refresh asks the guest for fresh statistics first (memstats).
+	Refresh bool `json:"refresh,omitempty"`
+	// MAC names the interface and Up its new state (setlink).
+	MAC string `json:"mac,omitempty"`
+	Up  bool   `json:"up,omitempty"`
 }
 
 // Response answers a Request. Error is a sentence for the user.
@@ -40,6 +48,9 @@ type Response struct {
 	Error  string  `json:"error,omitempty"`
 	Record *Record `json:"record,omitempty"`
 	Stats  *Stats  `json:"stats,omitempty"`
+	// Memory answers memstats, NICs answers nics.
+	Memory *MemoryStats `json:"memory,omitempty"`
+	NICs   []NICStatus  `json:"nics,omitempty"`
 }
 
 // Stats are the running VM's counters.

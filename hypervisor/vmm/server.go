@@ -366,7 +366,20 @@ func (s *server) handle(req Request, resp *Response) error {
 		st := m.Stats()
 		resp.Stats = &st
 	case OpSetMem:
-		return m.SetMemory(req.KiB)
+		return s.setMemory(m, req.KiB)
+	case OpMemStats:
+		ms, err := m.MemoryStats(req.Refresh)
+		if err != nil {
+			return err
+		}
+		resp.Memory = &ms
+	case OpNICs:
+		resp.NICs = m.NICs()
+	case OpSetLink:
+		if req.MAC == "" {
+			return errNoMAC
+		}
+		return s.setLink(m, req.MAC, req.Up)
 	default:
 		return fmt.Errorf("unknown control operation %q", req.Op)
 	}

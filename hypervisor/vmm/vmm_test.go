@@ -42,6 +42,8 @@ type scriptedMachine struct {
 	paused  bool
 	line    []byte
 	fail    bool
+	// devices plays the balloon and NICs (devices_test.go).
+	devices *scriptedDevices
 }
 
 var boots int
@@ -52,7 +54,7 @@ func buildScripted(cfg *hypervisor.Config, console io.Writer) (Machine, error) {
 	}
 	boots++
 	fmt.Fprintf(console, "boot %d of %s\r\n", boots, cfg.Name)
-	return &scriptedMachine{console: console, exit: make(chan Exit, 1)}, nil
+	return &scriptedMachine{console: console, exit: make(chan Exit, 1), devices: newScriptedDevices(cfg)}, nil
 }
 
 func (m *scriptedMachine) Start() error { return nil }
@@ -91,9 +93,8 @@ func (m *scriptedMachine) ConsoleInput(p []byte) {
 		}
 	}
 }
-func (m *scriptedMachine) Stats() Stats               { return Stats{VCPUTimeNs: []uint64{1}, MemoryKiB: 1024} }
-func (m *scriptedMachine) SetMemory(kib uint64) error { return nil }
-func (m *scriptedMachine) Close() error               { return nil }
+func (m *scriptedMachine) Stats() Stats { return Stats{VCPUTimeNs: []uint64{1}, MemoryKiB: 1024} }
+func (m *scriptedMachine) Close() error { return nil }
 
 func launch(t *testing.T, cfg *hypervisor.Config) (Paths, int) {
 	t.Helper()

@@ -589,6 +589,7 @@ func (c *Conn) boot(d *dom, def *domxml.Domain, paused bool) error {
 		return fail(err)
 	}
 	removeFile(c.offPath(d.name))
+	c.recordTaps(d.name, def)
 	d.live, d.rec = def, rec
 	return nil
 }
@@ -888,10 +889,34 @@ func (c *Conn) editConfig(api, name string, scope driver.ModifyScope, fn func(de
 	})
 }
 
-// SetMemory sets the current (balloon) memory of the configuration.
+// SetMemory sets the current (balloon) memory: of a running domain through
+// its balloon (the guest inflates or deflates it), of the configuration
+// with --config.
 func (c *Conn) SetMemory(name string, kib uint64, scope driver.ModifyScope) error {
-	return c.editConfig("virDomainSetMemoryFlags", name, scope, func(defs []*domxml.Domain, _ *domxml.Domain) error {
-		return testdriver.SetMemory(defs, kib)
+	return c.withDom("virDomainSetMemoryFlags", name, func(d *dom) error {
+		live, config, err := d.defs(scope)
+		if err != nil {
+			return err
+		}
+		defs := nonNil(live, config)
+		for _, def := range defs {
+			if kib > def.MemoryKiB {
+				return driver.Errorf(driver.ErrInvalidArg, "cannot set memory higher than max memory")
+			}
+		}
+		if live != nil {
+			de, err := deviceEngine("virDomainSetMemoryFlags")
+			if err != nil {
+				return err
+			}
+			if err := de.SetMemory(d.name, c.runPath(d.name), kib); err != nil {
+				return err
+			}
+		}
+		if err := testdriver.SetMemory(defs, kib); err != nil {
+			return err
+		}
+		return c.save(d, live, config)
 	})
 }
 

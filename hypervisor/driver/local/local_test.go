@@ -75,10 +75,15 @@ func TestLifecycleWithEngine(t *testing.T) {
 	if !strings.HasPrefix(string(x), "<domain type='kvm' id='1'>") {
 		t.Errorf("live XML: %.50s", x)
 	}
-	// Changes to a running domain go to its configuration; the running
-	// definition stays until the next start.
-	wantErr(t, "setmem live", c.SetMemory("vm1", 32768, driver.ModifyScope{}),
-		"Operation not supported: changing a running domain is not supported by the vsh engine yet; use --config")
+	// setmem on a running domain goes to its balloon (devices_test.go's
+	// procEngine) and the running definition.
+	mustDo(t, "setmem live", c.SetMemory("vm1", 32768, driver.ModifyScope{}))
+	if got, _ := c.LookupDomain("vm1"); got.MemoryKiB != 32768 {
+		t.Errorf("memory after setmem live: %+v", got)
+	}
+	if x, _ := c.DomainXML("vm1", true); strings.Contains(string(x), "32768") {
+		t.Errorf("setmem live changed the configuration:\n%s", x)
+	}
 	mustDo(t, "setmem config", c.SetMemory("vm1", 32768, driver.ModifyScope{Config: true}))
 	_, err = c.DefineDomain([]byte(strings.Replace(vmXML("vm1"), "<name>vm1</name>", "<name>vm1</name><uuid>"+d.UUID+"</uuid><title>new</title>", 1)), "vm1.xml", false)
 	mustDo(t, "redefine running", err)
