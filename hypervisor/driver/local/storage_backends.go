@@ -118,17 +118,28 @@ func (StoragePool) Build(p *domxml.Pool, flags driver.PoolBuildFlags) error {
 		// fs pools have a device to format.
 		overwrite, noOverwrite = false, false
 	}
-	return storageErr(storage.BuildPool(poolSpec(p), overwrite, noOverwrite))
+	return poolErr(p, storage.BuildPool(poolSpec(p), overwrite, noOverwrite))
+}
+
+// poolErr is storageErr without hypervisor/storage's "pool 'name': "
+// prefix: virsh's first error line already names the pool, as libvirt's
+// messages expect.
+func poolErr(p *domxml.Pool, err error) error {
+	err = storageErr(err)
+	if de, ok := err.(*driver.Error); ok {
+		de.Detail = strings.TrimPrefix(de.Detail, "pool '"+p.Name+"': ")
+	}
+	return err
 }
 
 // Start checks the target directory and mounts fs and netfs sources.
-func (StoragePool) Start(p *domxml.Pool) error { return storageErr(storage.StartPool(poolSpec(p))) }
+func (StoragePool) Start(p *domxml.Pool) error { return poolErr(p, storage.StartPool(poolSpec(p))) }
 
 // Stop unmounts fs and netfs pools.
-func (StoragePool) Stop(p *domxml.Pool) error { return storageErr(storage.StopPool(poolSpec(p))) }
+func (StoragePool) Stop(p *domxml.Pool) error { return poolErr(p, storage.StopPool(poolSpec(p))) }
 
 // Delete removes the (empty, unmounted) target directory.
-func (StoragePool) Delete(p *domxml.Pool) error { return storageErr(storage.DeletePool(poolSpec(p))) }
+func (StoragePool) Delete(p *domxml.Pool) error { return poolErr(p, storage.DeletePool(poolSpec(p))) }
 
 // poolSizes returns capacity, allocation and available bytes of the file
 // system holding dir, as libvirt computes them from statfs.
