@@ -168,7 +168,13 @@ func waitLog(t testing.TB, home, name, want string, n int, limit time.Duration) 
 // waitDomstate polls domstate --reason until it prints want.
 func waitDomstate(t testing.TB, env []string, name, want string) {
 	t.Helper()
-	deadline := time.Now().Add(e2eWait)
+	waitDomstateWithin(t, env, name, want, e2eWait)
+}
+
+// waitDomstateWithin is waitDomstate with its own bound.
+func waitDomstateWithin(t testing.TB, env []string, name, want string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	var got string
 	for time.Now().Before(deadline) {
 		got = strings.TrimSpace(vsh(t, env, "domstate", "--reason", name).stdout)
