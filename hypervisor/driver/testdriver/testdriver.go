@@ -467,6 +467,9 @@ func (c *Conn) CreateDomain(xml []byte, file string, validate bool, paused bool)
 }
 
 func (h *host) boot(d *domain, paused bool) {
+	if d.live != nil {
+		nameInterfaces(d.live)
+	}
 	d.id = h.allocID()
 	d.state, d.reason = driver.StateRunning, driver.RunningBooted
 	if paused {
