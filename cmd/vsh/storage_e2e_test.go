@@ -184,3 +184,20 @@ func TestVolumeUploadProgress(t *testing.T) {
 		t.Fatalf("vol-upload on a terminal: %v\n%s", err, p.out.String())
 	}
 }
+
+// TestPoolCapabilities checks pool-capabilities on both drivers: the
+// local one lists what it supports, the test driver refuses as virsh -c
+// test:///default does.
+func TestPoolCapabilities(t *testing.T) {
+	out := vshOK(t, localEnv(t), "pool-capabilities")
+	for _, want := range []string{"<storagepoolCapabilities>\n", "<pool type='fs' supported='yes'>", "<value>qcow2</value>", "<pool type='logical' supported='no'/>"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pool-capabilities lacks %q:\n%s", want, out)
+		}
+	}
+	r := run(t, testEnv(t), "", vshBin, "pool-capabilities")
+	want := "error: failed to get storage pool capabilities\nerror: this function is not supported by the connection driver: virConnectGetStoragePoolCapabilities\n"
+	if r.rc != 1 || r.stderr != want {
+		t.Errorf("test driver: rc %d stderr %q", r.rc, r.stderr)
+	}
+}

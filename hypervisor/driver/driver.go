@@ -464,6 +464,14 @@ type Storage interface {
 	DownloadVolume(vol VolumeInfo, w io.Writer, opts VolumeTransfer) error
 }
 
+// PoolCapabilities is implemented by drivers that describe the storage
+// pool types and volume formats they support (pool-capabilities).
+type PoolCapabilities interface {
+	// StoragePoolCapabilities returns libvirt's <storagepoolCapabilities>
+	// document.
+	StoragePoolCapabilities() ([]byte, error)
+}
+
 // ErrorCode classifies driver errors like libvirt's virErrorNumber; each
 // code has the message prefix virsh prints.
 type ErrorCode int

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/beevik/etree"
 	"golang.org/x/sys/unix"
 
 	"vsh/domxml"
@@ -249,4 +250,54 @@ func storageErr(err error) error {
 		return &driver.Error{Code: driver.ErrSystem, Detail: msg, Err: err}
 	}
 	return &driver.Error{Code: driver.ErrOperationFailed, Detail: msg, Err: err}
+}
+
+// poolTypes are libvirt's pool types in its capabilities order.
+var poolTypes = []string{"dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct", "scsi", "mpath", "rbd", "sheepdog", "gluster", "zfs", "vstorage"}
+
+// sourceFormats are the source formats of the pool types that have them.
+var sourceFormats = map[string][]string{
+	storage.PoolFS:    {"auto", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat"},
+	storage.PoolNetFS: {"auto", "nfs"},
+}
+
+// StoragePoolCapabilities describes the pool types with a backend and the
+// volume formats, as libvirt's pool-capabilities does; the other pool
+// types are listed with supported='no'.
+func (c *Conn) StoragePoolCapabilities() ([]byte, error) {
+	formats := make([]string, 0, len(VolumeFormats))
+	for n := range VolumeFormats {
+		formats = append(formats, n)
+	}
+	sort.Strings(formats)
+	doc := etree.NewDocument()
+	root := doc.CreateElement("storagepoolCapabilities")
+	for _, typ := range poolTypes {
+		pool := root.CreateElement("pool")
+		pool.CreateAttr("type", typ)
+		if PoolBackends[typ] == nil {
+			pool.CreateAttr("supported", "no")
+			continue
+		}
+		pool.CreateAttr("supported", "yes")
+		if src := sourceFormats[typ]; src != nil {
+			opts := pool.CreateElement("poolOptions")
+			opts.CreateElement("defaultFormat").CreateAttr("type", src[0])
+			enumValues(opts, "sourceFormatType", src)
+		}
+		opts := pool.CreateElement("volOptions")
+		opts.CreateElement("defaultFormat").CreateAttr("type", storage.FormatRaw)
+		enumValues(opts, "targetFormatType", formats)
+	}
+	doc.IndentWithSettings(&etree.IndentSettings{Spaces: 2})
+	doc.WriteSettings.AttrSingleQuote = true
+	return doc.WriteToBytes()
+}
+
+func enumValues(parent *etree.Element, name string, values []string) {
+	e := parent.CreateElement("enum")
+	e.CreateAttr("name", name)
+	for _, v := range values {
+		e.CreateElement("value").SetText(v)
+	}
 }

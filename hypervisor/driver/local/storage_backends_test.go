@@ -467,3 +467,26 @@ func TestDamagedQcow2Volume(t *testing.T) {
 	}
 	mustDo(t, "delete", c.DeleteVolume(vols[0]))
 }
+
+// TestStoragePoolCapabilities checks that pool-capabilities lists what
+// the backends and formats support, and refuses the rest.
+func TestStoragePoolCapabilities(t *testing.T) {
+	c := openTemp(t)
+	pc, ok := c.(driver.PoolCapabilities)
+	if !ok {
+		t.Fatal("the local driver does not describe its pool capabilities")
+	}
+	x, err := pc.StoragePoolCapabilities()
+	mustDo(t, "capabilities", err)
+	for _, want := range []string{
+		"<pool type='dir' supported='yes'>\n    <volOptions>\n      <defaultFormat type='raw'/>\n      <enum name='targetFormatType'>\n        <value>qcow2</value>\n        <value>raw</value>\n",
+		"<pool type='fs' supported='yes'>\n    <poolOptions>\n      <defaultFormat type='auto'/>",
+		"<pool type='netfs' supported='yes'>",
+		"<pool type='logical' supported='no'/>",
+		"<pool type='iscsi' supported='no'/>",
+	} {
+		if !strings.Contains(string(x), want) {
+			t.Errorf("capabilities lack %q:\n%s", want, x)
+		}
+	}
+}
