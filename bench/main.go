@@ -24,9 +24,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -100,6 +103,8 @@ func main() {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(tmp)
+	onInterrupt(func() { os.RemoveAll(tmp) })
+	handleInterrupts()
 	e := &env{runs: *runs, root: root, tmp: tmp, log: logf}
 	e.vsh = filepath.Join(tmp, "vsh")
 	logf("building vsh into %s", e.vsh)
@@ -239,6 +244,36 @@ func gitDescribe(root string) string {
 		return "an unknown commit"
 	}
 	return "commit " + strings.TrimSpace(string(out))
+}
+
+var (
+	cleanupMu sync.Mutex
+	cleanups  []func()
+)
+
+// onInterrupt registers f to run if the suite is interrupted (SIGINT,
+// SIGTERM), so that no VM, QEMU process or temporary directory outlives
+// it. f must be safe to call when its object is already gone.
+func onInterrupt(f func()) {
+	cleanupMu.Lock()
+	cleanups = append(cleanups, f)
+	cleanupMu.Unlock()
+}
+
+// handleInterrupts runs the registered clean-ups, newest first, on SIGINT
+// or SIGTERM and exits.
+func handleInterrupts() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-ch
+		fmt.Fprintf(os.Stderr, "bench: %v: cleaning up\n", sig)
+		cleanupMu.Lock()
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+		os.Exit(130)
+	}()
 }
 
 // installHint is the text for a peer that is not installed.
