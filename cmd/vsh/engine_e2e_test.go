@@ -467,3 +467,31 @@ func BenchmarkE2EStartToMarker(b *testing.B) {
 	b.ReportMetric(float64(markerTotal.Microseconds())/n/1000, "ms-to-marker/op")
 	b.ReportMetric(float64(destroyTotal.Microseconds())/n/1000, "ms-vsh-destroy/op")
 }
+
+// TestE2EKilledVMM: a VMM killed with SIGKILL leaves its domain reading
+// "shut off (crashed)", never a stale "running", and it can start again.
+func TestE2EKilledVMM(t *testing.T) {
+	requireKVM(t)
+	home := e2eHome(t)
+	env := e2eEnv(home)
+	mustVsh(t, env, "define", payloadDomain(t, home, "kv", payload.ModeIdle, ""))
+	mustVsh(t, env, "start", "kv")
+	waitLog(t, home, "kv", payload.ReadyMarker, 1, e2eWait)
+	pids := vmmPIDs(home)
+	if len(pids) != 1 {
+		t.Fatalf("VMM processes %v, want one", pids)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitDomstate(t, env, "kv", "shut off (crashed)")
+	if out := mustVsh(t, env, "list", "--all"); !regexp.MustCompile(`-\s+kv\s+shut off`).MatchString(out) {
+		t.Errorf("list --all after SIGKILL:\n%s", out)
+	}
+	mustVsh(t, env, "start", "kv")
+	waitLog(t, home, "kv", payload.ReadyMarker, 2, e2eWait)
+	waitDomstate(t, env, "kv", "running (booted)")
+	mustVsh(t, env, "destroy", "kv")
+	mustVsh(t, env, "undefine", "kv")
+	requireClean(t, home)
+}
