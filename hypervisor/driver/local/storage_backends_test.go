@@ -490,3 +490,34 @@ func TestStoragePoolCapabilities(t *testing.T) {
 		}
 	}
 }
+
+// TestPermissionsFromXML checks that pool and volume permissions of the
+// definitions reach the files.
+func TestPermissionsFromXML(t *testing.T) {
+	c := openTemp(t)
+	dir := filepath.Join(t.TempDir(), "perm")
+	_, err := c.DefinePool([]byte("<pool type='dir'><name>pp</name><target><path>"+dir+"</path><permissions><mode>0750</mode></permissions></target></pool>"), "pp.xml", false)
+	mustDo(t, "define", err)
+	mustDo(t, "build", c.BuildPool("pp", driver.PoolBuildFlags{}))
+	mustDo(t, "start", c.StartPool("pp"))
+	for _, tc := range []struct {
+		name, format, mode string
+		want               os.FileMode
+	}{
+		{"raw-0640", "raw", "<permissions><mode>0640</mode></permissions>", 0o640},
+		{"qcow2-0604", "qcow2", "<permissions><mode>0604</mode></permissions>", 0o604},
+		{"default", "raw", "", 0o600},
+	} {
+		x := "<volume><name>" + tc.name + "</name><capacity unit='M'>1</capacity><target><format type='" + tc.format + "'/>" + tc.mode + "</target></volume>"
+		v, err := c.CreateVolume("pp", []byte(x), "v.xml", false)
+		mustDo(t, "create "+tc.name, err)
+		fi, err := os.Stat(v.Path)
+		mustDo(t, "stat", err)
+		if fi.Mode().Perm() != tc.want || v.Format != tc.format || v.CapacityBytes != 1<<20 {
+			t.Errorf("%s: mode %o, volume %+v", tc.name, fi.Mode().Perm(), v)
+		}
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o750 {
+		t.Errorf("pool directory mode %o", fi.Mode().Perm())
+	}
+}
