@@ -67,3 +67,22 @@ func (d *Domain) SetInterfaceTarget(mac, dev string) error {
 	d.edited()
 	return nil
 }
+
+// SetBalloonStatsPeriod sets <memballoon><stats period=...> (dommemstat
+// --period), with libvirt's error when there is no balloon.
+func (d *Domain) SetBalloonStatsPeriod(seconds int) error {
+	dev := d.src.root().SelectElement("devices")
+	var mb *etree.Element
+	if dev != nil {
+		mb = dev.SelectElement("memballoon")
+	}
+	if mb == nil || attr(mb, "model") == "none" {
+		return fmt.Errorf("No memory balloon device configured, can not set the collection period")
+	}
+	if seconds < 0 {
+		return fmt.Errorf("invalid statistics period %d", seconds)
+	}
+	setAttr(ensureChild(mb, "stats", "alias"), "period", fmt.Sprint(seconds))
+	d.edited()
+	return nil
+}

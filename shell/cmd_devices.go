@@ -156,7 +156,14 @@ func cmdDommemstat(s *Shell, c *Call) error {
 		if p < 0 {
 			return fail(nil, "Invalid collection period value '%d'", p)
 		}
-		return fail(driver.Errorf(driver.ErrNoSupport, "virDomainSetMemoryStatsPeriod"), "Unable to change balloon collection period.")
+		dd, err := s.devices("virDomainSetMemoryStatsPeriod")
+		if err == nil {
+			err = dd.SetMemoryStatsPeriod(d.Name, p, driver.ModifyScope{Live: c.Has("live"), Config: c.Has("config")})
+		}
+		if err != nil {
+			return fail(err, "Unable to change balloon collection period.")
+		}
+		return nil
 	}
 	dd, err := s.devices("virDomainMemoryStats")
 	if err == nil {

@@ -69,6 +69,9 @@ type DomainDevices interface {
 	// DomainMemoryStats returns a running domain's memory statistics in
 	// the order dommemstat prints them.
 	DomainMemoryStats(name string) ([]MemoryStat, error)
+	// SetMemoryStatsPeriod sets how often the balloon collects the
+	// guest's statistics, in seconds (dommemstat --period; 0 stops it).
+	SetMemoryStatsPeriod(name string, seconds int, scope ModifyScope) error
 	// InterfaceStats returns the counters of a running domain's interface
 	// named by its target device or MAC address.
 	InterfaceStats(name, iface string) (InterfaceStats, error)

@@ -109,6 +109,25 @@ func (c *Conn) DomainMemoryStats(name string) ([]driver.MemoryStat, error) {
 	return de.MemoryStats(d.name, c.runPath(d.name))
 }
 
+// SetMemoryStatsPeriod sets the balloon's statistics period in the
+// configuration; the engine fixes the period when a domain starts, so a
+// running domain refuses the change.
+func (c *Conn) SetMemoryStatsPeriod(name string, seconds int, scope driver.ModifyScope) error {
+	return c.withDom("virDomainSetMemoryStatsPeriod", name, func(d *dom) error {
+		live, config, err := d.defs(scope)
+		if err != nil {
+			return err
+		}
+		if live != nil {
+			return driver.Errorf(driver.ErrOperationUnsupported, "the vsh engine cannot change the balloon statistics period of a running domain; use --config")
+		}
+		if err := testdriver.SetStatsPeriod(nonNil(config), seconds); err != nil {
+			return err
+		}
+		return c.save(d, nil, config)
+	})
+}
+
 // sameMAC compares MAC addresses whatever their case.
 func sameMAC(a, b string) bool {
 	x, err1 := net.ParseMAC(a)

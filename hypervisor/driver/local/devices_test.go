@@ -133,6 +133,7 @@ const nicDomainXML = `<domain type='kvm'>
       <source bridge='br0'/>
       <target dev='tap7'/>
     </interface>
+    <memballoon model='virtio'/>
   </devices>
 </domain>
 `
@@ -241,6 +242,12 @@ func TestDomainDevices(t *testing.T) {
 	}
 	if x, _ := c.DomainXML("nics", true); strings.Contains(string(x), "br0") {
 		t.Errorf("detach --config left the interface:\n%s", x)
+	}
+	wantErr(t, "period live", dd.SetMemoryStatsPeriod("nics", 5, driver.ModifyScope{}),
+		"Operation not supported: the vsh engine cannot change the balloon statistics period of a running domain; use --config")
+	mustDo(t, "period --config", dd.SetMemoryStatsPeriod("nics", 5, driver.ModifyScope{Config: true}))
+	if x, _ := c.DomainXML("nics", true); !strings.Contains(string(x), "<memballoon model='virtio'>\n      <stats period='5'/>\n    </memballoon>") {
+		t.Errorf("stats period not in the configuration:\n%s", x)
 	}
 	mustDo(t, "destroy", c.DestroyDomain("nics", false))
 }

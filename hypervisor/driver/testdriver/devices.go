@@ -79,6 +79,44 @@ func (c *Conn) DomainMemoryStats(name string) ([]driver.MemoryStat, error) {
 	}, nil
 }
 
+// SetMemoryStatsPeriod records the balloon's statistics period in the
+// definitions the scope names.
+func (c *Conn) SetMemoryStatsPeriod(name string, seconds int, scope driver.ModifyScope) error {
+	unlock, err := c.lock("virDomainSetMemoryStatsPeriod")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	d, err := c.h.byName(name)
+	if err != nil {
+		return err
+	}
+	defs, err := d.defs(scope)
+	if err != nil {
+		return err
+	}
+	return setStatsPeriod(defs, seconds)
+}
+
+// setStatsPeriod sets the period in every definition, or in none when one
+// has no balloon.
+func setStatsPeriod(defs []*domxml.Domain, seconds int) error {
+	for _, def := range defs {
+		if b := def.Devices.MemBalloon; b == nil || b.Model == "none" {
+			return driver.Errorf(driver.ErrInternal, "No memory balloon device configured, can not set the collection period")
+		}
+	}
+	for _, def := range defs {
+		if err := def.SetBalloonStatsPeriod(seconds); err != nil {
+			return driver.Errorf(driver.ErrInvalidArg, "%v", err)
+		}
+	}
+	return nil
+}
+
+// SetStatsPeriod is setStatsPeriod for the local driver.
+func SetStatsPeriod(defs []*domxml.Domain, seconds int) error { return setStatsPeriod(defs, seconds) }
+
 // findInterface returns the index of the interface whose target device or
 // MAC address is ref.
 func findInterface(def *domxml.Domain, ref string) (int, bool) {

@@ -109,6 +109,17 @@ func TestDomainDevices(t *testing.T) {
 		t.Errorf("dommemstat without a balloon: %+v %v", stats, err)
 	}
 
+	if err := dd.SetMemoryStatsPeriod("test", 5, driver.ModifyScope{}); err != nil {
+		t.Fatal(err)
+	}
+	if x, _ := c.DomainXML("test", false); !strings.Contains(string(x), "<memballoon model='virtio'>\n      <stats period='5'/>\n      <address") {
+		t.Errorf("stats period not in the live XML:\n%s", x)
+	}
+	if x, _ := c.DomainXML("test", true); strings.Contains(string(x), "period") {
+		t.Errorf("stats period in the persistent XML:\n%s", x)
+	}
+	wantErr(t, "period without balloon", dd.SetMemoryStatsPeriod("t2", 5, driver.ModifyScope{}),
+		"internal error: No memory balloon device configured, can not set the collection period")
 	if err := c.DestroyDomain("test", false); err != nil {
 		t.Fatal(err)
 	}
