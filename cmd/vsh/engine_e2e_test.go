@@ -495,3 +495,28 @@ func TestE2EKilledVMM(t *testing.T) {
 	mustVsh(t, env, "undefine", "kv")
 	requireClean(t, home)
 }
+
+// TestE2EReset: vsh reset boots the guest again at once (a second ready
+// marker) and the domain stays running.
+func TestE2EReset(t *testing.T) {
+	requireKVM(t)
+	home := e2eHome(t)
+	env := e2eEnv(home)
+	mustVsh(t, env, "define", payloadDomain(t, home, "rs", payload.ModeIdle, ""))
+	mustVsh(t, env, "start", "rs")
+	waitLog(t, home, "rs", payload.ReadyMarker, 1, e2eWait)
+	pids := vmmPIDs(home)
+	if out := mustVsh(t, env, "reset", "rs"); !strings.Contains(out, "Domain 'rs' was reset") {
+		t.Errorf("reset printed %q", out)
+	}
+	waitLog(t, home, "rs", payload.ReadyMarker, 2, e2eWait)
+	if got := strings.TrimSpace(mustVsh(t, env, "domstate", "rs")); got != "running" {
+		t.Errorf("after reset: domstate %q", got)
+	}
+	if after := vmmPIDs(home); len(pids) != 1 || len(after) != 1 || after[0] != pids[0] {
+		t.Errorf("VMM processes before reset %v, after %v: a reset stays in the same VMM", pids, after)
+	}
+	mustVsh(t, env, "destroy", "rs")
+	mustVsh(t, env, "undefine", "rs")
+	requireClean(t, home)
+}
