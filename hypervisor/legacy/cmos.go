@@ -157,7 +157,25 @@ func (c *CMOS) decode(b byte) int {
 	return int(b>>4)*10 + int(b&0x0f)
 }
 
+// isTimeReg reports whether reg is one of the clock's date/time registers.
+func isTimeReg(reg byte) bool {
+	switch reg {
+	case cmosSeconds, cmosMinutes, cmosHours, cmosWeekday, cmosDay, cmosMonth, cmosYear, cmosCentury:
+		return true
+	}
+	return false
+}
+
+// setting reports whether the guest holds the SET bit: the time registers
+// are then plain latches, applied together when SET is cleared (so a date
+// written field by field is never normalised half-way, e.g. the 31st
+// written while the month is still November).
+func (c *CMOS) setting() bool { return c.ram[cmosRegB]&regBSet != 0 }
+
 func (c *CMOS) readReg(reg byte) byte {
+	if isTimeReg(reg) && c.setting() {
+		return c.ram[reg]
+	}
 	switch reg {
 	case cmosSeconds, cmosMinutes, cmosHours, cmosWeekday, cmosDay, cmosMonth, cmosYear, cmosCentury:
 		t := c.guestTime()
@@ -205,7 +223,24 @@ func (c *CMOS) readReg(reg byte) byte {
 }
 
 func (c *CMOS) writeReg(reg byte, b byte) {
+	if isTimeReg(reg) && c.setting() {
+		c.ram[reg] = b
+		return
+	}
 	switch reg {
+	case cmosRegB:
+		was := c.setting()
+		if !was && b&regBSet != 0 {
+			// Latch the running time in the format being set.
+			c.ram[cmosRegB] = b &^ regBSet
+			for _, r := range []byte{cmosSeconds, cmosMinutes, cmosHours, cmosWeekday, cmosDay, cmosMonth, cmosYear, cmosCentury} {
+				c.ram[r] = c.readReg(r)
+			}
+		}
+		c.ram[cmosRegB] = b
+		if was && b&regBSet == 0 {
+			c.applyLatched()
+		}
 	case cmosSeconds, cmosMinutes, cmosHours, cmosDay, cmosMonth, cmosYear, cmosCentury:
 		c.setTimeField(reg, b)
 	case cmosWeekday:
@@ -217,6 +252,23 @@ func (c *CMOS) writeReg(reg byte, b byte) {
 	default:
 		c.ram[reg&cmosIndexMask] = b
 	}
+}
+
+// applyLatched sets the guest's clock from the latched time registers.
+func (c *CMOS) applyLatched() {
+	hour := c.decode(c.ram[cmosHours])
+	if c.ram[cmosRegB]&regB24H == 0 {
+		h := c.ram[cmosHours]
+		hour = c.decode(h&^hourPM) % 12
+		if h&hourPM != 0 {
+			hour += 12
+		}
+	}
+	year := c.decode(c.ram[cmosCentury])*100 + c.decode(c.ram[cmosYear])%100
+	t := c.guestTime()
+	nt := time.Date(year, time.Month(c.decode(c.ram[cmosMonth])), c.decode(c.ram[cmosDay]),
+		hour, c.decode(c.ram[cmosMinutes]), c.decode(c.ram[cmosSeconds]), t.Nanosecond(), time.UTC)
+	c.offset = nt.Sub(c.now().UTC())
 }
 
 // setTimeField changes one field of the guest's clock, keeping the others,
