@@ -37,3 +37,9 @@ const (
 	ResetControlPort = 0xcf9
 	POSTPort         = 0x80
 )
+
+// ISA interrupt lines of the i8042's keyboard and AUX (mouse) ports.
+const (
+	I8042KbdIRQ = 1
+	I8042AuxIRQ = 12
+)
