@@ -14,7 +14,12 @@
 //	'p'  power off through the ACPI sleep control register (port 0x608, 0x34 = SLP_TYP 5 | SLP_EN)
 //	'r'  reboot through the i8042 (0xfe to port 0x64)
 //	'e'  echo console input: each line comes back as EchoPrefix + line + "\r\n";
-//	     ^D (0x04) powers off as 'p' does
+//	     ^D (0x04) powers off as 'p' does. The guest polls the UART.
+//	'i'  the same echo, interrupt-driven: the guest programs the 8259 PIC
+//	     (vectors 0x20-0x2f, only IRQ 4 unmasked) and the UART's
+//	     received-data interrupt, and halts until input arrives, so an idle
+//	     echo guest costs the host nothing and the UART -> PIC -> LAPIC
+//	     (LINT0 ExtINT) interrupt path is exercised
 //	'h'  (and anything else) idle: cli; hlt forever
 //
 // The guest runs in ring 0, which a PVM host emulates about 1000 times
@@ -48,6 +53,7 @@ const (
 	ModePoweroff = 'p'
 	ModeReboot   = 'r'
 	ModeEcho     = 'e'
+	ModeIRQEcho  = 'i'
 	ModeIdle     = 'h'
 )
 
@@ -60,7 +66,22 @@ const (
 	sleepS5       = 0x34 // SLP_TYP = 5 (bits 2-4) | SLP_EN (bit 5)
 	i8042Reset    = 0xfe // pulse the CPU reset line
 	zpCmdLinePtr  = 0x228
+
+	// picVectorBase is where the payload puts the 8259's IRQ 0; the IDT
+	// covers vectors up to idtEntries-1 (the slave PIC's too).
+	picVectorBase = 0x20
+	idtEntries    = 0x30
+	// bootCS is the code selector a Linux boot-protocol loader enters the
+	// kernel with (__BOOT_CS), which the IDT's gates use.
+	bootCS = 0x10
 )
+
+// StackTop is the top of the stack the interrupt-driven echo mode uses:
+// the end of the payload's 4 KiB segment, whose tail is not in the file.
+const StackTop = LoadAddr + SegmentSize
+
+// SegmentSize is the payload segment's size in memory.
+const SegmentSize = 0x1000
 
 // insn is one instruction (or data item) of the program: its assembly
 // text, its bytes, and optionally a label it defines and a relative
@@ -75,6 +96,9 @@ type insn struct {
 	rel     string
 	relSize int
 	relTail int
+	// fill computes data that depends on the layout (the IDT); code holds
+	// zeros of the right size until then.
+	fill func(labels map[string]int) []byte
 }
 
 // op is an instruction without relative operands.
@@ -116,6 +140,8 @@ var program = []insn{
 	jmp8("je reboot", 0x74, "reboot"),
 	op("cmp bl, 0x65", 0x80, 0xfb, ModeEcho), // 'e'?
 	jmp8("je echo", 0x74, "echo"),
+	op("cmp bl, 0x69", 0x80, 0xfb, ModeIRQEcho), // 'i'?
+	jmp8("je irq_echo", 0x74, "irq_echo"),
 
 	// Idle: halt with interrupts off; the vCPU sleeps in the host kernel.
 	label("idle"),
@@ -134,8 +160,10 @@ var program = []insn{
 	op("out 0x64, al", 0xe6, portI8042Cmd),
 	jmp8("jmp idle", 0xeb, "idle"),
 
-	// Echo: bh is 1 at the start of a line, when the prefix is due.
+	// Echo: bh is 1 at the start of a line, when the prefix is due; r13
+	// is where the shared byte handling (echo_byte) goes back to.
 	label("echo"),
+	ripRel("lea r13, [rip+echo_loop]", "echo_loop", 0, 0x4c, 0x8d, 0x2d, 0, 0, 0, 0),
 	op("mov bh, 0x1", 0xb7, 0x01),
 	label("echo_loop"),
 	op("mov dx, 0x3fd", 0x66, 0xba, 0xfd, 0x03), // dx = COM1 line status register
@@ -143,6 +171,7 @@ var program = []insn{
 	op("in al, dx", 0xec),          // poll LSR
 	op("test al, 0x1", 0xa8, 0x01), // data ready?
 	jmp8("je wait", 0x74, "wait"),
+	label("echo_byte"),
 	op("mov dx, 0x3f8", 0x66, 0xba, 0xf8, 0x03), // dx = COM1 data port
 	op("in al, dx", 0xec),                       // al = received byte
 	op("cmp al, 0x4", 0x3c, 0x04),               // ^D powers off
@@ -160,14 +189,78 @@ var program = []insn{
 	op("cmp al, 0xd", 0x3c, 0x0d), // CR ends a line: add LF
 	jmp8("je crlf", 0x74, "crlf"),
 	op("cmp al, 0xa", 0x3c, 0x0a), // so does LF
-	jmp8("jne echo_loop", 0x75, "echo_loop"),
+	jmp8("jne next", 0x75, "next"),
 	op("mov bh, 0x1", 0xb7, 0x01),
-	jmp8("jmp echo_loop", 0xeb, "echo_loop"),
+	jmp8("jmp next", 0xeb, "next"),
 	label("crlf"),
 	op("mov al, 0xa", 0xb0, 0x0a),
 	op("out dx, al", 0xee),
 	op("mov bh, 0x1", 0xb7, 0x01),
-	jmp8("jmp echo_loop", 0xeb, "echo_loop"),
+	label("next"),
+	op("jmp r13", 0x41, 0xff, 0xe5), // back to the mode's loop
+
+	// Interrupt-driven echo: a stack for interrupt frames, an IDT whose
+	// vectors 0x20-0x2f (the PIC's) go to irq_handler, the PIC and the
+	// UART's receive interrupt; then halt until a byte arrives.
+	label("irq_echo"),
+	op(fmt.Sprintf("mov esp, %#x", StackTop), 0xbc, StackTop&0xff, StackTop>>8&0xff, StackTop>>16&0xff, StackTop>>24&0xff),
+	ripRel("lidt [rip+idtr]", "idtr", 0, 0x0f, 0x01, 0x1d, 0, 0, 0, 0),
+	op("mov al, 0x11", 0xb0, 0x11), // ICW1: edge triggered, cascade, ICW4 follows
+	op("out 0x20, al", 0xe6, 0x20),
+	op("mov al, 0x20", 0xb0, picVectorBase), // ICW2: IRQ 0-7 are vectors 0x20-0x27
+	op("out 0x21, al", 0xe6, 0x21),
+	op("mov al, 0x4", 0xb0, 0x04), // ICW3: slave on IRQ 2
+	op("out 0x21, al", 0xe6, 0x21),
+	op("mov al, 0x1", 0xb0, 0x01), // ICW4: 8086 mode
+	op("out 0x21, al", 0xe6, 0x21),
+	op("mov al, 0xef", 0xb0, 0xef), // OCW1: mask everything but IRQ 4 (COM1)
+	op("out 0x21, al", 0xe6, 0x21),
+	op("mov dx, 0x3f9", 0x66, 0xba, 0xf9, 0x03), // COM1 interrupt enable register
+	op("mov al, 0x1", 0xb0, 0x01),               // received data available
+	op("out dx, al", 0xee),
+	op("mov dx, 0x3fc", 0x66, 0xba, 0xfc, 0x03), // COM1 modem control register
+	op("mov al, 0x8", 0xb0, 0x08),               // OUT2: connects the UART to its IRQ line
+	op("out dx, al", 0xee),
+	ripRel("lea r13, [rip+irq_loop]", "irq_loop", 0, 0x4c, 0x8d, 0x2d, 0, 0, 0, 0),
+	op("mov bh, 0x1", 0xb7, 0x01),
+	label("irq_loop"),
+	op("cli", 0xfa), // no interrupt between the check and hlt
+	op("mov dx, 0x3fd", 0x66, 0xba, 0xfd, 0x03),
+	op("in al, dx", 0xec),
+	op("test al, 0x1", 0xa8, 0x01),
+	jmp8("jne echo_byte", 0x75, "echo_byte"),
+	op("sti", 0xfb), // sti's one-instruction shadow: hlt runs before any interrupt
+	op("hlt", 0xf4), // sleep until the UART interrupt
+	jmp8("jmp irq_loop", 0xeb, "irq_loop"),
+
+	// The PIC interrupt handler only acknowledges; irq_loop reads the data.
+	label("irq_handler"),
+	op("push rax", 0x50),
+	op("mov al, 0x20", 0xb0, 0x20), // non-specific EOI
+	op("out 0x20, al", 0xe6, 0x20),
+	op("pop rax", 0x58),
+	op("iretq", 0x48, 0xcf),
+
+	// lidt operand: limit, then the IDT's linear (= physical) address.
+	{label: "idtr", code: make([]byte, 10), fill: func(l map[string]int) []byte {
+		b := make([]byte, 10)
+		binary.LittleEndian.PutUint16(b, idtEntries*16-1)
+		binary.LittleEndian.PutUint64(b[2:], LoadAddr+EntryOffset+uint64(l["idt"]))
+		return b
+	}},
+	{label: "idt", code: make([]byte, idtEntries*16), fill: func(l map[string]int) []byte {
+		b := make([]byte, idtEntries*16)
+		handler := uint64(LoadAddr + EntryOffset + l["irq_handler"])
+		for v := picVectorBase; v < idtEntries; v++ {
+			g := b[v*16:]
+			binary.LittleEndian.PutUint16(g[0:], uint16(handler))
+			binary.LittleEndian.PutUint16(g[2:], bootCS)
+			g[5] = 0x8e // present, DPL 0, 64-bit interrupt gate
+			binary.LittleEndian.PutUint16(g[6:], uint16(handler>>16))
+			binary.LittleEndian.PutUint32(g[8:], uint32(handler>>32))
+		}
+		return b
+	}},
 
 	data("marker", marker),
 	data("prefix", prefix),
@@ -187,6 +280,10 @@ func assemble(prog []insn) ([]byte, map[string]int, error) {
 	code := make([]byte, 0, off)
 	for _, in := range prog {
 		start := len(code)
+		if in.fill != nil {
+			code = append(code, in.fill(labels)...)
+			continue
+		}
 		code = append(code, in.code...)
 		if in.rel == "" {
 			continue
@@ -205,6 +302,9 @@ func assemble(prog []insn) ([]byte, map[string]int, error) {
 			}
 			code[field] = byte(int8(disp))
 		case 4:
+			if disp < -1<<31 || disp > 1<<31-1 {
+				return nil, nil, fmt.Errorf("payload: %q: rel32 displacement %d out of range", in.asm, disp)
+			}
 			binary.LittleEndian.PutUint32(code[field:], uint32(int32(disp)))
 		}
 	}
@@ -244,7 +344,7 @@ func ELF() []byte {
 	le.PutUint64(ph[16:], LoadAddr) // p_vaddr
 	le.PutUint64(ph[24:], LoadAddr) // p_paddr
 	le.PutUint64(ph[32:], uint64(len(img)))
-	le.PutUint64(ph[40:], uint64(len(img)))
+	le.PutUint64(ph[40:], max(uint64(len(img)), SegmentSize))
 	le.PutUint64(ph[48:], 0x1000) // p_align
 	return img
 }
@@ -261,8 +361,15 @@ func WriteFile(path string) error {
 // Source returns the program as GNU as input (Intel syntax), the text the
 // bytes were encoded from, for review and for the tests' cross-check.
 func Source() string {
+	_, labels, err := assemble(program)
+	if err != nil {
+		return "# " + err.Error() + "\n"
+	}
 	s := ".intel_syntax noprefix\n.text\n"
 	for _, in := range program {
+		if in.fill != nil {
+			in.code = in.fill(labels)
+		}
 		if in.label != "" {
 			s += in.label + ":\n"
 		}

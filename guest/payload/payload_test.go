@@ -2,6 +2,7 @@ package payload
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,14 +22,16 @@ func TestELFParsesAsKernel(t *testing.T) {
 	if k.Entry != LoadAddr+EntryOffset {
 		t.Errorf("entry %#x, want %#x", k.Entry, LoadAddr+EntryOffset)
 	}
-	if len(k.Segments) != 1 || k.Segments[0].Paddr != LoadAddr || k.Segments[0].Memsz != uint64(len(img)) {
+	if len(k.Segments) != 1 || k.Segments[0].Paddr != LoadAddr || k.Segments[0].Memsz != SegmentSize {
 		t.Errorf("segments %+v", k.Segments)
 	}
 	if !bytes.Contains(img, []byte(ReadyMarker+"\r\n")) || !bytes.Contains(img, []byte(EchoPrefix)) {
 		t.Error("marker or echo prefix missing from the image")
 	}
-	if len(img) > 4096 {
-		t.Errorf("payload is %d bytes; it should fit one page", len(img))
+	// The interrupt-driven mode's stack grows down from StackTop, the end
+	// of the segment, past the file's bytes: keep room for a few frames.
+	if len(img) > SegmentSize-256 {
+		t.Errorf("payload is %d bytes; it must leave stack room in its %d-byte segment", len(img), SegmentSize)
 	}
 }
 
@@ -161,6 +164,25 @@ func TestDecodeSanity(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("program lacks %q", want.asm)
+		}
+	}
+	// The IDT: vectors 0x20-0x2f are 64-bit interrupt gates to
+	// irq_handler through the boot code selector; lidt's operand covers it.
+	idtr, idt := code[labels["idtr"]:], code[labels["idt"]:]
+	idtBase := uint64(LoadAddr + EntryOffset + labels["idt"])
+	if lim := binary.LittleEndian.Uint16(idtr); lim != idtEntries*16-1 {
+		t.Errorf("IDT limit %#x", lim)
+	}
+	if base := binary.LittleEndian.Uint64(idtr[2:]); base != idtBase {
+		t.Errorf("IDT base %#x, want %#x", base, idtBase)
+	}
+	handler := uint64(LoadAddr + EntryOffset + labels["irq_handler"])
+	for v := 0; v < idtEntries; v++ {
+		g := idt[v*16 : v*16+16]
+		off := uint64(binary.LittleEndian.Uint16(g)) | uint64(binary.LittleEndian.Uint16(g[6:]))<<16 | uint64(binary.LittleEndian.Uint32(g[8:]))<<32
+		present := g[5] == 0x8e && binary.LittleEndian.Uint16(g[2:]) == bootCS && off == handler
+		if present != (v >= picVectorBase) {
+			t.Errorf("IDT vector %#x: % x", v, g)
 		}
 	}
 	if !strings.Contains(Source(), "rep outsb") {

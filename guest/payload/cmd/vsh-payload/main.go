@@ -6,7 +6,7 @@
 //
 // The kernel command line's first character picks what the guest does
 // after printing VSH-PAYLOAD-READY: p (power off), r (reboot), e (echo the
-// console), h (idle).
+// console, polling), i (echo the console, interrupt-driven), h (idle).
 package main
 
 import (
