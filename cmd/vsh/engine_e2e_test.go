@@ -337,12 +337,14 @@ func TestE2EPayloadPowersOff(t *testing.T) {
 }
 
 // TestE2EConsoleOfStoppedGuestEnds: when the guest powers off while a
-// console is attached (^D to the echo payload), vsh console returns.
+// console is attached (^D to the echo payload), vsh console returns. The
+// guest is the interrupt-driven echo payload, so console input reaches it
+// through the UART interrupt, the PIC and the LAPIC.
 func TestE2EConsoleOfStoppedGuestEnds(t *testing.T) {
 	requireKVM(t)
 	home := e2eHome(t)
 	env := e2eEnv(home)
-	mustVsh(t, env, "create", payloadDomain(t, home, "tr", payload.ModeEcho, ""))
+	mustVsh(t, env, "create", payloadDomain(t, home, "tr", payload.ModeIRQEcho, ""))
 	waitLog(t, home, "tr", payload.ReadyMarker, 1, e2eWait)
 	p := startPTY(t, env, "-c", "vsh:///session", "console", "tr")
 	p.expect("Escape character is ^] (Ctrl + ])")

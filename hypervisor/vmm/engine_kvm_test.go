@@ -143,9 +143,18 @@ func requireGone(t testing.TB, p Paths, pid int) {
 	}
 }
 
+// TestKVMPayloadMarkerAndEcho boots the echo payloads: the polling one
+// and the interrupt-driven one, which needs the UART's IRQ 4 to reach the
+// vCPU through the 8259 PIC and the LAPIC's LINT0 (ExtINT).
 func TestKVMPayloadMarkerAndEcho(t *testing.T) {
 	requireKVM(t)
-	p, pid := launch(t, payloadConfig(t, "echo", payload.ModeEcho, 64))
+	for _, mode := range []byte{payload.ModeEcho, payload.ModeIRQEcho} {
+		t.Run(string(mode), func(t *testing.T) { testEcho(t, mode) })
+	}
+}
+
+func testEcho(t *testing.T, mode byte) {
+	p, pid := launch(t, payloadConfig(t, "echo-"+string(mode), mode, 64))
 	waitMarkers(t, p, 1)
 	waitState(t, p, driver.StateRunning, driver.RunningBooted, false)
 
