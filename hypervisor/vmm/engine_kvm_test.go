@@ -43,28 +43,14 @@ func requireKVM(t testing.TB) {
 	t.Setenv(realBuilderEnv, "1")
 }
 
-var (
-	payloadOnce sync.Once
-	payloadPath string
-	payloadErr  error
-)
-
-// payloadKernel writes the payload ELF once per test binary.
+// payloadKernel writes the payload ELF into the test's temporary directory.
 func payloadKernel(t testing.TB) string {
 	t.Helper()
-	payloadOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vshpl")
-		if err != nil {
-			payloadErr = err
-			return
-		}
-		payloadPath = filepath.Join(dir, "payload.elf")
-		payloadErr = payload.WriteFile(payloadPath)
-	})
-	if payloadErr != nil {
-		t.Fatal(payloadErr)
+	path := filepath.Join(t.TempDir(), "payload.elf")
+	if err := payload.WriteFile(path); err != nil {
+		t.Fatal(err)
 	}
-	return payloadPath
+	return path
 }
 
 // payloadConfig is a 1-vCPU payload guest in the given mode.
