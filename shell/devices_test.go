@@ -354,3 +354,22 @@ func TestDeviceCommandsOutput(t *testing.T) {
 		}
 	}
 }
+
+func FuzzInterfaceElement(f *testing.F) {
+	f.Add("<domain><devices><interface type='network'><mac address='52:54:00:00:00:01'/><target dev='vnet0'/></interface></devices></domain>", "vnet0")
+	f.Add("<domain><devices><interface><mac/><target/></interface></devices></domain>", "52:54:00:00:00:01")
+	f.Fuzz(func(t *testing.T, xml, ref string) {
+		found, mac, err := interfaceElement([]byte(xml), ref)
+		if err != nil && len(found) > 0 {
+			t.Errorf("matches reported with an error: %v", err)
+		}
+		for _, e := range found {
+			if e.Tag != "interface" {
+				t.Errorf("matched <%s>", e.Tag)
+			}
+		}
+		if mac != "" && len(mac) != 17 {
+			t.Errorf("normalized MAC %q", mac)
+		}
+	})
+}

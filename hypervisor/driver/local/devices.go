@@ -2,6 +2,7 @@ package local
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -276,13 +277,21 @@ func readARP(path string) ([]arpEntry, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseARP(f)
+}
+
+// parseARP parses /proc/net/arp's format:
+// IP address, HW type, Flags, HW address, Mask, Device.
+func parseARP(r io.Reader) ([]arpEntry, error) {
 	var out []arpEntry
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	sc.Scan() // header
 	for sc.Scan() {
-		// IP address  HW type  Flags  HW address  Mask  Device
 		f := strings.Fields(sc.Text())
-		if len(f) < 4 || f[2] == "0x0" {
+		if len(f) < 4 || f[2] == "0x0" || net.ParseIP(f[0]) == nil {
+			continue
+		}
+		if _, err := net.ParseMAC(f[3]); err != nil {
 			continue
 		}
 		out = append(out, arpEntry{ip: f[0], mac: f[3]})

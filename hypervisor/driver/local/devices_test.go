@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -262,4 +263,20 @@ func TestReadARP(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != (arpEntry{ip: "10.1.0.5", mac: "52:54:00:00:00:01"}) {
 		t.Errorf("readARP: %+v %v", got, err)
 	}
+}
+
+func FuzzParseARP(f *testing.F) {
+	f.Add("IP address HW type Flags HW address Mask Device\n10.1.0.5 0x1 0x2 52:54:00:00:00:01 * br0\n")
+	f.Add("header\n::1 0x1 0x2 zz *\n\n   \n")
+	f.Fuzz(func(t *testing.T, text string) {
+		entries, _ := parseARP(strings.NewReader(text))
+		for _, e := range entries {
+			if net.ParseIP(e.ip) == nil {
+				t.Errorf("entry with a bad IP: %+v", e)
+			}
+			if _, err := net.ParseMAC(e.mac); err != nil {
+				t.Errorf("entry with a bad MAC: %+v", e)
+			}
+		}
+	})
 }
