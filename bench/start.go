@@ -601,8 +601,11 @@ func figureLinux(e *env) []Row {
 		row.Peer = addSample(row.Peer, t.marker.Seconds(), err)
 		if err != nil {
 			peerFailed = true // one failure says it; do not wait 15 minutes again
+			if strings.Contains(err.Error(), "PVH ELF Note") {
+				row.Peer.Missing += " (the guest kit kernel is built without CONFIG_PVH, and its bzImage would go through real-mode setup code)"
+			}
 			if _, pvm := os.Stat("/sys/module/kvm_pvm"); pvm == nil {
-				row.Peer.Missing += " (on nested PVM QEMU has none of the fix-ups Linux needs: see this-machine-kvm.md)"
+				row.Peer.Missing += "; on nested PVM QEMU cannot boot Linux at all either: it has none of the fix-ups Linux needs there (int3, SYSCALL; see this-machine-kvm.md)"
 			}
 		}
 	}
