@@ -30,7 +30,17 @@ func TestKVMVirtioPayload(t *testing.T) {
 	makeRaw(t, raw, diskSize)
 	makeQcow2(t, qc, diskSize)
 	makeRaw(t, ro, diskSize)
+	// A copy-on-write clone: a qcow2 overlay on a raw base with the fill.
+	base, overlay := tempPath(t, "base.raw"), tempPath(t, "overlay.qcow2")
+	makeRaw(t, base, diskSize)
+	if err := qcow2.Create(overlay, diskSize, qcow2.CreateOptions{BackingFile: base, BackingFormat: "raw"}); err != nil {
+		t.Fatal(err)
+	}
 	roBefore, err := os.ReadFile(ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseBefore, err := os.ReadFile(base)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,6 +48,7 @@ func TestKVMVirtioPayload(t *testing.T) {
 		{Path: raw, Format: hypervisor.FormatRaw, Serial: "vsh-raw-serial", Target: "vda"},
 		{Path: qc, Format: hypervisor.FormatQcow2, Serial: "qcow2-serial-0123456789", Target: "vdb"},
 		{Path: ro, Format: hypervisor.FormatRaw, ReadOnly: true, Target: "vdc"},
+		{Path: overlay, Format: hypervisor.FormatQcow2, Serial: "overlay", Target: "vdd"},
 	}
 	console := runVirtioPayload(t, "virtio-payload", kernel, virtiopayload.Cmdline(virtiopayload.ModeTest, 0, 0), disks, 1)
 	t.Logf("console:\n%s", console)
@@ -49,6 +60,8 @@ func TestKVMVirtioPayload(t *testing.T) {
 		// GET_ID answers the first 20 bytes of a longer serial.
 		fmt.Sprintf("VP-OK blk1 rw capacity=%d serial=qcow2-serial-0123456 %s wrote=0,%d flushed", sectors, readFNV, sectors-8),
 		fmt.Sprintf("VP-OK blk2 ro capacity=%d serial=- %s write-status=1", sectors, readFNV),
+		// The overlay reads the base's fill through to the backing file.
+		fmt.Sprintf("VP-OK blk3 rw capacity=%d serial=overlay %s wrote=0,%d flushed", sectors, readFNV, sectors-8),
 	} {
 		if !strings.Contains(console, want+"\r\n") {
 			t.Errorf("console lacks %q", want)
@@ -63,16 +76,12 @@ func TestKVMVirtioPayload(t *testing.T) {
 	}
 	checkImage(t, "raw", got)
 
-	img, err := qcow2.Open(qc, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = make([]byte, diskSize)
-	if _, err := img.ReadAt(got, 0); err != nil && err != io.EOF {
-		t.Fatal(err)
-	}
-	img.Close()
+	got = readQcow2(t, qc)
 	checkImage(t, "qcow2", got)
+	checkImage(t, "overlay", readQcow2(t, overlay))
+	if b, err := os.ReadFile(base); err != nil || !bytes.Equal(b, baseBefore) {
+		t.Errorf("the overlay's backing file changed (%v)", err)
+	}
 	if qemuImg, err := exec.LookPath("qemu-img"); err == nil {
 		// QEMU reads the image vsh's engine wrote to the same bytes.
 		if out, err := exec.Command(qemuImg, "check", qc).CombinedOutput(); err != nil {
@@ -95,6 +104,21 @@ func TestKVMVirtioPayload(t *testing.T) {
 	if !bytes.Equal(roBefore, roAfter) {
 		t.Error("the read-only image changed")
 	}
+}
+
+// readQcow2 returns the guest-visible contents of a qcow2 image.
+func readQcow2(t *testing.T, path string) []byte {
+	t.Helper()
+	img, err := qcow2.Open(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	got := make([]byte, img.Size())
+	if _, err := img.ReadAt(got, 0); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return got
 }
 
 // checkImage compares a whole image with what the guest and host wrote.
