@@ -96,6 +96,12 @@ const (
 	// ModeBench times sequential then random 4 KiB writes and reads on
 	// the first block device.
 	ModeBench = "bench"
+	// ModeHostile plays a malicious guest on the first block device: a
+	// buffer outside guest RAM, a looping descriptor chain, an available
+	// index more than a queue ahead. Each must be refused (an error
+	// status, or DEVICE_NEEDS_RESET) and is printed on a "VP-HOSTILE"
+	// line; then the reset device must read sectors 64..71 again.
+	ModeHostile = "hostile"
 )
 
 // Cmdline returns the kernel command line for mode. For ModeBench, ops is

@@ -138,3 +138,35 @@ func checkImage(t *testing.T, what string, got []byte) {
 		}
 	}
 }
+
+// TestKVMVirtioPayloadHostile lets the payload play a malicious guest on a
+// raw disk: a buffer outside guest RAM, a looping descriptor chain and a
+// runaway available index. The VMM must refuse each (an error status or
+// DEVICE_NEEDS_RESET), keep running, work again after a device reset, and
+// leave the image alone.
+func TestKVMVirtioPayloadHostile(t *testing.T) {
+	requireKVM(t)
+	kernel := virtioPayload(t)
+	raw := tempPath(t, "disk.raw")
+	makeRaw(t, raw, diskSize)
+	before, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	console := runVirtioPayload(t, "virtio-hostile", kernel, virtiopayload.Cmdline(virtiopayload.ModeHostile, 0, 0),
+		[]hypervisor.Disk{{Path: raw, Format: hypervisor.FormatRaw}}, 0)
+	line := requireLine(t, console, "VP-HOSTILE ")
+	t.Logf("%s", line)
+	for _, c := range []string{"bad-addr=", "desc-loop=", "idx-jump="} {
+		if !strings.Contains(line, c) {
+			t.Errorf("no %s outcome in %q", c, line)
+		}
+	}
+	want := fmt.Sprintf("VP-OK hostile recovered read-fnv=%08x", virtiopayload.FNV1a(hostFill()))
+	if !strings.Contains(console, want) {
+		t.Errorf("console lacks %q:\n%s", want, console)
+	}
+	if after, err := os.ReadFile(raw); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("the image changed (%v)", err)
+	}
+}

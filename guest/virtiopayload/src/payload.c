@@ -14,6 +14,10 @@
  *             reads, not all zero and different.
  *   vp=bench  the first block device: vpops= sequential then random 4 KiB
  *             writes and reads, vpqd= requests in flight, timed with rdtsc.
+ *   vp=hostile  the first block device gets a buffer outside guest RAM, a
+ *             looping descriptor chain and an available index more than a
+ *             queue ahead; each must be refused (error status or
+ *             DEVICE_NEEDS_RESET), then a reset device must read again.
  *
  * Then it prints "VP-END" and powers off through the ACPI sleep port.
  */
@@ -523,6 +527,105 @@ static void blk_bench(struct dev *d)
 		puts_("VP-OK bench\r\n");
 }
 
+/* ---- hostile requests ---- */
+
+/* outcome waits (up to ~10 s of TSC) for the device to either complete
+ * the request or flag DEVICE_NEEDS_RESET, and names what happened. */
+static const char *outcome(struct dev *d, u8 *status)
+{
+	u64 khz = numparam("tsc_early_khz", 3000000);
+	u64 t0 = rdtsc();
+	for (;;) {
+		if (d->used->idx != d->last_used) {
+			reap(d);
+			*status = reqs[0].status;
+			return "completed";
+		}
+		if (rd(d, REG_STATUS) & 0x40)
+			return "needs-reset";
+		if (rdtsc() - t0 > khz * 10000)
+			return 0;
+		for (int i = 0; i < 1000; i++)
+			__asm__ __volatile__("pause" ::: "memory");
+	}
+}
+
+/* hostile_case runs one bad request on a freshly initialised device and
+ * prints its outcome; 0 if the device refused it. */
+static int hostile_case(struct dev *d, int slot, int which)
+{
+	static const char *names[] = {"bad-addr", "desc-loop", "idx-jump"};
+	int err = dev_init(d, slot, BLK_F_FLUSH);
+	if (err) {
+		fail("hostile: device init step", err);
+		return 1;
+	}
+	u16 h = blk_prepare(d, 0, BLK_T_IN, 64, scratch, 4096);
+	switch (which) {
+	case 0: /* the data buffer far outside guest RAM */
+		d->desc[h + 1].addr = 0x7ff000000000ull;
+		post(d, h);
+		break;
+	case 1: /* a descriptor chain that loops on itself */
+		d->desc[h + 1].next = h;
+		post(d, h);
+		break;
+	case 2: /* the available index runs more than a queue ahead */
+		d->avail->ring[0] = h;
+		barrier();
+		d->avail->idx = (u16)(d->qsize + 5);
+		break;
+	}
+	notify(d);
+	u8 status = 0xff;
+	const char *o = outcome(d, &status);
+	puts_(" ");
+	puts_(names[which]);
+	puts_("=");
+	if (!o) {
+		puts_("timeout\r\n");
+		fail("hostile: no answer to", which);
+		return 1;
+	}
+	puts_(o);
+	if (o[0] == 'c') {
+		puts_(":");
+		putdec(status);
+		if (status == 0) {
+			puts_("\r\n");
+			fail("hostile: request accepted:", which);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* hostile feeds the first block device requests a malicious guest would,
+ * each must be refused (an error status or DEVICE_NEEDS_RESET) without
+ * the VMM failing; then a reset device must work again. */
+static void hostile(struct dev *d, int slot)
+{
+	puts_("VP-HOSTILE");
+	for (int which = 0; which < 3; which++)
+		if (hostile_case(d, slot, which))
+			return;
+	puts_("\r\n");
+	int err = dev_init(d, slot, BLK_F_FLUSH);
+	if (err) {
+		fail("hostile: re-init step", err);
+		return;
+	}
+	memset(scratch, 0, 4096);
+	int st = blk_do(d, BLK_T_IN, 64, scratch, 4096);
+	if (st != 0) {
+		fail("hostile: read after reset: status", st);
+		return;
+	}
+	puts_("VP-OK hostile recovered read-fnv=");
+	puthex(fnv1a(scratch, 4096), 8);
+	puts_("\r\n");
+}
+
 /* ---- virtio-rng ---- */
 
 static u8 entropy[2][64];
@@ -571,6 +674,7 @@ void vp_main(const u8 *zeropage)
 	puts_("VP-START\r\n");
 	const char *mode = param("vp", 0);
 	int bench = mode && prefix(mode, "bench");
+	int hostile_mode = mode && prefix(mode, "hostile");
 	int ndev = 0, nblk = 0, nrng = 0;
 	for (int i = 0; i < MAXDEV; i++) {
 		const char *v = param("virtio_mmio.device", i);
@@ -597,14 +701,16 @@ void vp_main(const u8 *zeropage)
 		}
 		ndev++;
 		if (d->id == DEV_BLOCK) {
-			if (bench) {
-				if (nblk == 0)
+			if (bench || hostile_mode) {
+				if (nblk == 0 && bench)
 					blk_bench(d);
+				if (nblk == 0 && hostile_mode)
+					hostile(d, ndev - 1);
 			} else {
 				blk_test(d, nblk);
 			}
 			nblk++;
-		} else if (d->id == DEV_RNG && !bench) {
+		} else if (d->id == DEV_RNG && !bench && !hostile_mode) {
 			rng_test(d, nrng++);
 		}
 	}
