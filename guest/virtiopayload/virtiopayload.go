@@ -134,6 +134,9 @@ type Phase struct {
 	Ops    uint64
 	Bytes  uint64
 	Cycles uint64
+	// MinBatchCycles is the fastest batch of Depth requests: the
+	// request path's cost without host scheduling delays.
+	MinBatchCycles uint64
 }
 
 // BenchResult is the parsed output of a ModeBench run.
@@ -181,6 +184,7 @@ func ParseBench(console string) (BenchResult, error) {
 			if err := errors.Join(err1, err2, err3); err != nil {
 				return r, fmt.Errorf("malformed bench line %q: %w", line, err)
 			}
+			p.MinBatchCycles, _ = strconv.ParseUint(kv["min-batch-cycles"], 10, 64)
 			r.Phases = append(r.Phases, p)
 		}
 	}

@@ -44,11 +44,12 @@ func BenchmarkKVMVirtioBlk(b *testing.B) {
 						b.Fatal("the guest does not know its TSC frequency (no tsc_early_khz)")
 					}
 					for _, p := range r.Phases {
-						sum[p.Name] += p.MBPerSec(r.TSCKHz)
+						sum[p.Name+"-MB/s"] += p.MBPerSec(r.TSCKHz)
+						sum[p.Name+"-min-batch-us"] += float64(p.MinBatchCycles) / float64(r.TSCKHz) * 1000
 					}
 				}
 				for name, v := range sum {
-					b.ReportMetric(v/float64(b.N), name+"-MB/s")
+					b.ReportMetric(v/float64(b.N), name)
 				}
 			})
 		}

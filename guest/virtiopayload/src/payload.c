@@ -468,8 +468,9 @@ static u64 xorshift(void)
 static void bench_phase(struct dev *d, const char *name, u32 type, int random,
 			u64 ops, u64 qd, u64 blocks)
 {
-	u64 next = 0, done = 0, t0 = rdtsc();
+	u64 next = 0, done = 0, t0 = rdtsc(), best = ~0ull;
 	while (done < ops) {
+		u64 b0 = rdtsc();
 		u64 batch = ops - done < qd ? ops - done : qd;
 		for (u64 r = 0; r < batch; r++) {
 			u64 blk = random ? xorshift() % blocks : next++ % blocks;
@@ -484,6 +485,8 @@ static void bench_phase(struct dev *d, const char *name, u32 type, int random,
 				return;
 			}
 		done += batch;
+		if (rdtsc() - b0 < best)
+			best = rdtsc() - b0;
 	}
 	u64 t1 = rdtsc();
 	puts_("VP-BENCH ");
@@ -494,6 +497,8 @@ static void bench_phase(struct dev *d, const char *name, u32 type, int random,
 	putdec(ops * 4096);
 	puts_(" cycles=");
 	putdec(t1 - t0);
+	puts_(" min-batch-cycles=");
+	putdec(best);
 	puts_("\r\n");
 }
 
