@@ -84,3 +84,23 @@ func TestCmdline(t *testing.T) {
 		t.Errorf("bench cmdline %q", got)
 	}
 }
+
+func FuzzParseBench(f *testing.F) {
+	f.Add("VP-TSC khz=2000000 qd=4\r\nVP-BENCH seq-write ops=2 bytes=8192 cycles=2000 min-batch-cycles=900\r\n")
+	f.Add("VP-BENCH\r\nVP-FAIL x\r\n")
+	f.Add("VP-BENCH a ops=1 bytes=99999999999999999999 cycles=0\n")
+	f.Fuzz(func(t *testing.T, console string) {
+		r, err := ParseBench(console)
+		if err != nil {
+			return
+		}
+		if len(r.Phases) == 0 {
+			t.Fatal("no error but no phases")
+		}
+		for _, p := range r.Phases {
+			if v := p.MBPerSec(r.TSCKHz); v < 0 {
+				t.Fatalf("negative throughput %v", v)
+			}
+		}
+	})
+}
