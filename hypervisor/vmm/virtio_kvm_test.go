@@ -79,13 +79,26 @@ func TestKVMVirtioPayload(t *testing.T) {
 	got = readQcow2(t, qc)
 	checkImage(t, "qcow2", got)
 	checkImage(t, "overlay", readQcow2(t, overlay))
+	for _, path := range []string{qc, overlay} {
+		img, err := qcow2.Open(path, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := img.Check()
+		img.Close()
+		if err != nil || !rep.OK() {
+			t.Errorf("check %s after the guest's writes: %+v, %v", path, rep, err)
+		}
+	}
 	if b, err := os.ReadFile(base); err != nil || !bytes.Equal(b, baseBefore) {
 		t.Errorf("the overlay's backing file changed (%v)", err)
 	}
 	if qemuImg, err := exec.LookPath("qemu-img"); err == nil {
 		// QEMU reads the image vsh's engine wrote to the same bytes.
-		if out, err := exec.Command(qemuImg, "check", qc).CombinedOutput(); err != nil {
-			t.Errorf("qemu-img check: %v\n%s", err, out)
+		for _, path := range []string{qc, overlay} {
+			if out, err := exec.Command(qemuImg, "check", path).CombinedOutput(); err != nil {
+				t.Errorf("qemu-img check %s: %v\n%s", path, err, out)
+			}
 		}
 		conv := tempPath(t, "converted.raw")
 		if out, err := exec.Command(qemuImg, "convert", "-O", "raw", qc, conv).CombinedOutput(); err != nil {
