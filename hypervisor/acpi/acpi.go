@@ -1,7 +1,9 @@
 // Package acpi builds the minimal ACPI tables a Linux guest needs to power
 // itself off cleanly: an RSDP, an XSDT, a hardware-reduced FADT whose sleep
-// control register is an I/O port the VMM watches, a DSDT holding only the
-// \_S5 sleep package, and a MADT describing the vCPUs' local APICs and the
+// control register is an I/O port the VMM watches, a DSDT holding the \_S5
+// sleep package and the ISA devices with interrupts (COM1, the i8042
+// keyboard, the RTC: Linux maps their IRQs only for declared devices on a
+// hardware-reduced platform), and a MADT describing the vCPUs' local APICs and the
 // I/O APIC. With these, `poweroff` in the guest ends in a write of
 // SLP_TYP(5)|SLP_EN to SleepControlPort instead of a panic or a reset, so the
 // VMM can tell a poweroff from a reboot (which stays on the i8042 reset line,
@@ -104,9 +106,75 @@ func gasIOPort(b []byte, port uint16) {
 	binary.LittleEndian.PutUint64(b[4:12], uint64(port))
 }
 
-// dsdtAML is `Name (_S5, Package (4) { 5, 0, 0, 0 })`: NameOp, the name,
+// s5AML is `Name (_S5, Package (4) { 5, 0, 0, 0 })`: NameOp, the name,
 // PackageOp, PkgLength 7, NumElements 4, BytePrefix 5, then three ZeroOps.
-var dsdtAML = []byte{0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, SleepTypeS5, 0x00, 0x00, 0x00}
+var s5AML = []byte{0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, SleepTypeS5, 0x00, 0x00, 0x00}
+
+// dsdtAML is the DSDT's body: \_S5, and the PC devices with ISA
+// interrupts. On a hardware-reduced platform Linux drives no 8259 and maps
+// an ISA interrupt through the IO-APIC only for a device the firmware
+// declares, so COM1 (PNP0501), the i8042 keyboard (PNP0303) and the RTC
+// (PNP0B00) are declared in \_SB with their ports and IRQ; without them
+// their drivers fail to get IRQ 4, 1 and 8.
+var dsdtAML = func() []byte {
+	devs := append(append(
+		amlDevice("COM1", "PNP0501", amlIO(0x3f8, 8), amlIRQ(4)),
+		amlDevice("PS2K", "PNP0303", amlIO(0x60, 1), amlIO(0x64, 1), amlIRQ(1))...),
+		amlDevice("RTC_", "PNP0B00", amlIO(0x70, 2), amlIRQ(8))...)
+	scope := append([]byte{0x10}, amlPkg(append([]byte{'_', 'S', 'B', '_'}, devs...))...) // ScopeOp
+	return append(append([]byte{}, s5AML...), scope...)
+}()
+
+// amlPkg prefixes body with its AML PkgLength (which counts itself).
+func amlPkg(body []byte) []byte {
+	n := len(body) + 1
+	if n < 0x40 {
+		return append([]byte{byte(n)}, body...)
+	}
+	n++ // two-byte encoding, up to 4095 bytes
+	return append([]byte{0x40 | byte(n&0x0f), byte(n >> 4)}, body...)
+}
+
+// amlDevice is `Device (name) { Name (_HID, EisaId (hid)) Name (_CRS,
+// ResourceTemplate () { resources }) }`.
+func amlDevice(name, hid string, resources ...[]byte) []byte {
+	body := []byte(name)
+	body = append(body, 0x08, '_', 'H', 'I', 'D', 0x0c) // NameOp _HID DWordPrefix
+	body = append(body, eisaID(hid)...)
+	var rt []byte
+	for _, r := range resources {
+		rt = append(rt, r...)
+	}
+	rt = append(rt, 0x79, 0x00)                         // End Tag (checksum 0: not checked)
+	buf := append([]byte{0x0a, byte(len(rt))}, rt...)   // BufferSize as BytePrefix
+	body = append(body, 0x08, '_', 'C', 'R', 'S', 0x11) // NameOp _CRS BufferOp
+	body = append(body, amlPkg(buf)...)
+	return append([]byte{0x5b, 0x82}, amlPkg(body)...) // DeviceOp
+}
+
+// eisaID compresses a 7-character PNP ID ("PNP0501") into the 4 bytes of
+// ASL's EisaId: three 5-bit letters big-endian, then four hex digits.
+func eisaID(id string) []byte {
+	v := uint16(id[0]-0x40)<<10 | uint16(id[1]-0x40)<<5 | uint16(id[2]-0x40)
+	hex := func(c byte) byte {
+		if c >= 'A' {
+			return c - 'A' + 10
+		}
+		return c - '0'
+	}
+	return []byte{byte(v >> 8), byte(v), hex(id[3])<<4 | hex(id[4]), hex(id[5])<<4 | hex(id[6])}
+}
+
+// amlIO is a 16-bit-decode I/O port descriptor for n ports at base.
+func amlIO(base uint16, n byte) []byte {
+	return []byte{0x47, 0x01, byte(base), byte(base >> 8), byte(base), byte(base >> 8), 0x01, n}
+}
+
+// amlIRQ is an IRQNoFlags descriptor (edge, active high) for one ISA IRQ.
+func amlIRQ(irq uint) []byte {
+	mask := uint16(1) << irq
+	return []byte{0x22, byte(mask), byte(mask >> 8)}
+}
 
 // DSDT returns the Differentiated System Description Table.
 func DSDT() []byte {

@@ -157,6 +157,11 @@ func TestTablesDisassemble(t *testing.T) {
 		if name == "dsdt" && !strings.Contains(text, "_S5") {
 			t.Errorf("disassembled DSDT has no _S5:\n%s", text)
 		}
+		for _, dev := range []string{`EisaId ("PNP0501")`, `EisaId ("PNP0303")`, `EisaId ("PNP0B00")`, "IRQNoFlags ()\n                    {4}", "{1}", "{8}"} {
+			if name == "dsdt" && !strings.Contains(text, dev) {
+				t.Errorf("disassembled DSDT lacks %s:\n%s", dev, text)
+			}
+		}
 		if name == "facp" && !strings.Contains(text, "Hardware Reduced (V5) : 1") {
 			t.Errorf("FADT not hardware-reduced:\n%s", text)
 		}
