@@ -88,6 +88,7 @@ type built struct {
 	m              *vm.Machine
 
 	uart       *legacy.UART
+	kbd        *legacy.I8042
 	transports []*virtio.MMIO
 	balloon    *virtio.Balloon
 	nets       []netDevice
@@ -114,6 +115,18 @@ func (b *built) addDevices(console io.Writer) error {
 	// (reboot=k, reboot=pci).
 	reset := func() { b.m.RequestExit(vm.ExitReboot, "guest reset") }
 	kbd := legacy.NewI8042(reset)
+	// The PS/2 keyboard's interrupts: RequestShutdown presses
+	// Ctrl-Alt-Del on it.
+	kbdIRQ, err := dm.ClaimIRQ("i8042-kbd", legacy.I8042KbdIRQ)
+	if err != nil {
+		return err
+	}
+	auxIRQ, err := dm.ClaimIRQ("i8042-aux", legacy.I8042AuxIRQ)
+	if err != nil {
+		return err
+	}
+	kbd.SetInterrupts(kbdIRQ, auxIRQ)
+	b.kbd = kbd
 	if err := dm.AddPort("i8042-data", legacy.I8042DataPort, 1, kbd.Data()); err != nil {
 		return err
 	}
@@ -238,9 +251,19 @@ func (b *built) boot(m *vm.Machine) error {
 	if err != nil {
 		return err
 	}
-	cmdline := b.cfg.Boot.Cmdline
+	cmdline := acpiCmdline(b.cfg.Boot.Cmdline)
 	if b.pvm {
 		cmdline = pvmCmdline(cmdline)
+	}
+	if !hasParam(cmdline, "tsc_early_khz") {
+		// The guest's TSC frequency straight from KVM: calibrating it
+		// against the PIT fails where ring 0 is emulated, and without it a
+		// kernel on the hardware-reduced ACPI platform (no PIT tick) cannot
+		// calibrate its local APIC timer.
+		var khz uint32
+		if err := m.VCPU(0).Do(func(v *kvm.VCPU) (err error) { khz, err = v.TSCKHz(); return err }); err == nil && khz != 0 {
+			cmdline = fmt.Sprintf("%s tsc_early_khz=%d", cmdline, khz)
+		}
 	}
 	if extra := strings.Join(b.cmdline, " "); extra != "" {
 		cmdline = strings.TrimSpace(cmdline + " " + extra)
@@ -257,6 +280,31 @@ func (b *built) boot(m *vm.Machine) error {
 		return err
 	}
 	return m.VCPU(0).SetEntry(vm.Entry{RIP: loaded.Entry, RSI: loaded.ZeroPage, CR3: cr3})
+}
+
+// hasParam reports whether cmdline sets kernel parameter p.
+func hasParam(cmdline, p string) bool {
+	for _, f := range strings.Fields(cmdline) {
+		if f == p || strings.HasPrefix(f, p+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// acpiCmdline drops `noapic`: the engine's ACPI platform is hardware-reduced
+// (package acpi), on which Linux drives no 8259 PIC and no PIT tick, so
+// with the IO-APIC off too no device would have an interrupt. A kernel
+// without ACPI finds the same IO-APIC in the MP table.
+func acpiCmdline(cmdline string) string {
+	f := strings.Fields(cmdline)
+	out := f[:0]
+	for _, p := range f {
+		if p != "noapic" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 // pvmCmdline adds the kernel parameters a Linux guest needs on a PVM host
@@ -358,11 +406,15 @@ func (b *built) Pause() error  { return b.m.Pause() }
 func (b *built) Resume() error { return b.m.Resume() }
 func (b *built) Stop()         { b.m.Stop() }
 
-// RequestShutdown asks the guest to power off. Without an ACPI power
-// button or a keyboard, the engine has no channel a stock guest listens on
-// yet; say so rather than pretend.
+// RequestShutdown asks the guest to power off the way Firecracker does: it
+// presses Ctrl-Alt-Del on the PS/2 keyboard. A Linux guest's init takes
+// that as its shutdown request (busybox: ::ctrlaltdel:, systemd:
+// ctrl-alt-del.target) and powers off through ACPI S5.
 func (b *built) RequestShutdown() error {
-	return errors.New("Operation not supported: the vsh engine cannot ask this guest to shut down yet; use destroy, or power off from inside the guest")
+	if err := b.kbd.CtrlAltDel(); err != nil {
+		return fmt.Errorf("Operation not supported: cannot ask the guest to shut down: %w", err)
+	}
+	return nil
 }
 
 func (b *built) ConsoleInput(p []byte) { b.uart.Input(p) }
