@@ -1,7 +1,8 @@
 #!/bin/bash
 # build.sh [OUTDIR] - build the vsh guest kit: a minimal Linux kernel
 # (vmlinux + bzImage) from Debian's linux-source-6.1 and a busybox
-# initramfs (initramfs.cpio.gz), cached outside the repository.
+# initramfs (initramfs.cpio.gz) running busybox init, cached outside the
+# repository.
 #
 # Outputs in OUTDIR (default /var/cache/vsh/guest for root, else
 # ${XDG_CACHE_HOME:-$HOME/.cache}/vsh/guest):
@@ -159,6 +160,9 @@ else
 		echo "nod /dev/null 0666 0 0 c 1 3"
 		echo "nod /dev/ttyS0 0600 0 0 c 4 64"
 		echo "file /bin/busybox $stage/busybox 0755 0 0"
+		# /init is busybox's init (argv[0] "init"), configured by
+		# rootfs/etc/inittab.
+		echo "slink /init /bin/busybox 0777 0 0"
 		# Every applet as a symlink where busybox would install it.
 		"$bb" --list-full | LC_ALL=C sort | while read -r app; do
 			[ "$app" = bin/busybox ] && continue
