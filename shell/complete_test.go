@@ -20,7 +20,7 @@ func TestComplete(t *testing.T) {
 		want       []string
 	}{
 		{"domst", "domst", []string{"domstate"}},
-		{"list; domi", "domi", []string{"domid", "domiflist", "dominfo"}},
+		{"list; domi", "domi", []string{"domid", "domif-getlink", "domif-setlink", "domifaddr", "domiflist", "domifstat", "dominfo"}},
 		{"dominfo ", "", []string{"test"}},
 		{"dominfo --domain ", "", []string{"test"}},
 		{"dominfo --domain=t", "--domain=t", []string{"--domain=test"}},

@@ -133,7 +133,7 @@ var conformance = []step{
 	{"undefine", func(c driver.Conn, _ *confEnv) error { return c.UndefineDomain("conf2", driver.UndefineFlags{}) }, ""},
 	{"undefined", func(c driver.Conn, _ *confEnv) error { _, err := c.LookupDomain("conf2"); return err },
 		"Domain not found: no domain with matching name 'conf2'"},
-	{"slash name", define(strings.Replace(confVM, "<name>conf1<", "<name>a/b<", 1)), "XML error: name a/b cannot contain '/'"},
+	{"slash name", define(strings.Replace(confVM, "<name>conf1<", "<name>a/b<", 1)), "conf.xml:2:3: name a/b cannot contain '/'"},
 
 	// Networks as definitions.
 	{"net define", func(c driver.Conn, _ *confEnv) error {

@@ -579,7 +579,11 @@ func (c *Conn) boot(d *dom, def *domxml.Domain, paused bool) error {
 			return n.live.Bridge.Name, nil
 		},
 	}
-	pid, err := e.Start(def.Clone(), dir, paused, resolve)
+	// The engine gets def itself, not a clone: a clone is re-parsed from
+	// the rendered document, whose lines differ from the user's file once
+	// FillDefaults added a uuid, and start's errors must point into the
+	// file the user wrote. Engines only read it.
+	pid, err := e.Start(def, dir, paused, resolve)
 	if err != nil {
 		return fail(err)
 	}

@@ -30,7 +30,8 @@ type Engine interface {
 	// leaves the vCPUs stopped (start --paused). Errors should be
 	// *driver.Error values whose text virsh users will understand, e.g.
 	// "unsupported configuration: <graphics type='spice'> at vm.xml:40".
-	// resolve finds what the domain names in this connection: the file
+	// The engine must not modify dom. resolve finds what the domain
+	// names in this connection: the file
 	// behind a <disk type='volume'>, the bridge of an <interface
 	// type='network'>.
 	Start(dom *domxml.Domain, runDir string, paused bool, resolve Resolver) (pid int, err error)

@@ -66,7 +66,7 @@ func TestNetworkBackend(t *testing.T) {
 	wantErr(t, "destroy again", c.DestroyNetwork("n1"), "Requested operation is not valid: network 'n1' is not active")
 
 	// Transient networks exist only while active.
-	_, err = c.CreateNetwork([]byte("<network><name>t1</name><forward mode='nat'/></network>"), "t1.xml", false)
+	_, err = c.CreateNetwork([]byte("<network><name>t1</name><forward mode='nat'/><ip address='10.9.1.1' prefix='24'/></network>"), "t1.xml", false)
 	mustDo(t, "create", err)
 	if got, _ := c.LookupNetwork("t1"); got.Persistent || !got.Active {
 		t.Errorf("transient: %+v", got)

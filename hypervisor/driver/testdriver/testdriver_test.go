@@ -393,7 +393,7 @@ func TestStorage(t *testing.T) {
 // with libvirt's test driver, no generated bridge name.
 func TestNetworkDefaults(t *testing.T) {
 	c := open(t)
-	info, err := c.DefineNetwork([]byte("<network>\n  <name>n1</name>\n  <forward mode='nat'/>\n</network>\n"), "n1.xml", false)
+	info, err := c.DefineNetwork([]byte("<network>\n  <name>n1</name>\n  <forward mode='nat'/>\n  <ip address='10.9.0.1' prefix='24'/>\n</network>\n"), "n1.xml", false)
 	must(t, "define", err)
 	if len(info.UUID) != 36 || info.Bridge != "" {
 		t.Errorf("defined: %+v", info)
