@@ -376,6 +376,7 @@ func cmdVolCreateAs(s *Shell, c *Call) error {
 		if o.AllocationBytes, err = sizeArg(c, "allocation"); err != nil {
 			return err
 		}
+		o.AllocationSet = true
 	}
 	if c.Has("print-xml") {
 		s.printf("%s", volumeXML(o, c.Has("allocation")))

@@ -201,3 +201,13 @@ func TestPoolCapabilities(t *testing.T) {
 		t.Errorf("test driver: rc %d stderr %q", r.rc, r.stderr)
 	}
 }
+
+// TestVolCreateAsAllocation checks that --allocation reaches the test
+// driver: libvirt allocates the whole capacity only without it.
+func TestVolCreateAsAllocation(t *testing.T) {
+	out := vshOK(t, testEnv(t), "-q", "vol-create-as default-pool a 10M --allocation 1M; vol-info a --pool default-pool; vol-create-as default-pool b 10M; vol-info b --pool default-pool")
+	if !strings.Contains(out, "Name:           a\nType:           file\nCapacity:       10.00 MiB\nAllocation:     1.00 MiB\n") ||
+		!strings.Contains(out, "Name:           b\nType:           file\nCapacity:       10.00 MiB\nAllocation:     10.00 MiB\n") {
+		t.Errorf("vol-info:\n%s", out)
+	}
+}
