@@ -1,6 +1,7 @@
 // Package legacy models the PC platform devices a Linux guest expects
-// without firmware: the 16550A UART (serial console), enough of the i8042
-// keyboard controller to reboot, the CMOS real-time clock and NVRAM, the
+// without firmware: the 16550A UART (serial console), the i8042 keyboard
+// controller with a PS/2 keyboard (reset line, and the Ctrl-Alt-Del the
+// engine presses to ask the guest to shut down), the CMOS real-time clock and NVRAM, the
 // port-0xcf9 reset control register, and sinks for ports that are written
 // but need no model (the port-0x80 POST/delay port).
 //
