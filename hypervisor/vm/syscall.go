@@ -3,6 +3,7 @@ package vm
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -45,13 +46,16 @@ type syscallFixup struct {
 }
 
 // EnableSyscallFixup arms the SYSCALL fix-up (only with Options.PVMFixups;
-// otherwise it does nothing). Call it once the guest kernel is about to
-// start its first user process — for Linux when the console shows "Run
-// /init as init process" — ideally from the console device's write path,
-// which runs on the printing vCPU's thread, so the trampoline is in the
-// kernel's page table before the guest executes another instruction. Each
-// vCPU installs its LSTAR at its next exit; the others are kicked so that
-// happens at once.
+// otherwise it does nothing). Call it when the machine starts: from then
+// on every vCPU is asked, every sysfixPollInterval, to check its LSTAR, and
+// once the guest kernel has pointed LSTAR at its entry code (LSTAR is 0
+// from power-on until then) the vCPU maps the trampoline into the kernel's page table and
+// redirects LSTAR to it. A later change of LSTAR by the guest (a CPU
+// brought online, a kernel that rewrites it) is caught by the next check.
+// Polling, rather than waiting for a console message, works whatever the
+// guest prints (a "quiet" kernel prints nothing before /init), and the
+// guest kernel's boot up to its first user process takes far longer than
+// the interval on the hosts that need the fix-up.
 func (m *Machine) EnableSyscallFixup() {
 	if !m.opts.PVMFixups {
 		return
@@ -64,31 +68,67 @@ func (m *Machine) EnableSyscallFixup() {
 		return
 	}
 	m.sysfixArmed.Store(true)
-	// A kick without park: each vCPU leaves KVM_RUN once and installs
-	// its LSTAR before going back in.
+	m.requestSyscallCheck()
+	go func() {
+		t := time.NewTicker(sysfixPollInterval)
+		defer t.Stop()
+		for range t.C {
+			if !m.sysfixArmed.Load() {
+				return
+			}
+			switch m.State() {
+			case StateStopped, StateClosed:
+				return
+			case StateRunning:
+				m.requestSyscallCheck()
+			}
+		}
+	}()
+}
+
+// sysfixPollInterval is how often vCPUs check their LSTAR.
+const sysfixPollInterval = 50 * time.Millisecond
+
+// requestSyscallCheck makes every vCPU leave KVM_RUN once (a kick without
+// park) and check its LSTAR before going back in.
+func (m *Machine) requestSyscallCheck() {
 	for _, c := range m.vcpus {
+		c.sysfixCheck.Store(true)
 		c.kick()
 	}
 }
 
 // maybeInstallSyscallFixup runs on the vCPU thread between exits.
 func (c *VCPU) maybeInstallSyscallFixup() error {
-	if !c.m.sysfixArmed.Load() || c.syscallInstalled {
+	if !c.m.sysfixArmed.Load() || !c.sysfixCheck.Swap(false) {
+		return nil
+	}
+	msrs := []kvm.MSREntry{{Index: arch.MSRLStar}, {Index: arch.MSRStar}, {Index: arch.MSRSyscallMask}}
+	if err := c.k.GetMSRs(msrs); err != nil {
+		return err
+	}
+	lstar := msrs[0].Data
+	if lstar == 0 {
+		return nil // the guest has not set up SYSCALL on this vCPU yet
+	}
+	c.m.sysfixMu.Lock()
+	va := c.m.sysfix.va
+	c.m.sysfixMu.Unlock()
+	if c.syscallInstalled && lstar == va {
 		return nil
 	}
 	sregs, err := c.k.GetSregs()
 	if err != nil {
 		return err
 	}
-	va, err := c.m.installTrampoline(sregs.CR3)
+	va, err = c.m.installTrampoline(sregs.CR3)
 	if err != nil {
 		return err
 	}
-	msrs := []kvm.MSREntry{{Index: arch.MSRLStar}, {Index: arch.MSRStar}, {Index: arch.MSRSyscallMask}}
-	if err := c.k.GetMSRs(msrs); err != nil {
-		return err
+	if lstar == va {
+		return nil
 	}
-	c.realLSTAR, c.star, c.sfmask = msrs[0].Data, msrs[1].Data, msrs[2].Data
+	c.realLSTAR, c.star, c.sfmask = lstar, msrs[1].Data, msrs[2].Data
 	if err := c.k.SetMSRs([]kvm.MSREntry{{Index: arch.MSRLStar, Data: va}}); err != nil {
 		return err
 	}

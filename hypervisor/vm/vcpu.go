@@ -39,6 +39,7 @@ type VCPU struct {
 
 	// SYSCALL fix-up state, touched only on the vCPU thread.
 	syscallInstalled        bool
+	sysfixCheck             atomic.Bool // check LSTAR at the next exit
 	realLSTAR, star, sfmask uint64
 
 	exits, ioExits, mmioExits, fixups atomic.Uint64

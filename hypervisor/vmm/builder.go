@@ -1,7 +1,6 @@
 package vmm
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -66,12 +65,6 @@ func Build(cfg *hypervisor.Config, console io.Writer) (Machine, error) {
 	}
 	b.m = m
 	b.apicIDs = apicIDs
-	if pvm {
-		// On PVM hosts a guest user-mode SYSCALL never reaches ring 0; the
-		// engine's fix-up must be armed just before the kernel starts its
-		// first process, which Linux announces on the console.
-		console = &markerWatcher{w: console, marker: []byte("as init process"), fire: m.EnableSyscallFixup}
-	}
 	if err := b.addDevices(console); err != nil {
 		b.Close()
 		return nil, err
@@ -334,32 +327,6 @@ func pvmCmdline(cmdline string) string {
 	return strings.TrimSpace(cmdline + " " + strings.Join(add, " "))
 }
 
-// markerWatcher passes console output through and calls fire once, the
-// first time marker appears in it (also across write boundaries).
-type markerWatcher struct {
-	w      io.Writer
-	marker []byte
-	fire   func()
-	tail   []byte
-	fired  bool
-}
-
-func (m *markerWatcher) Write(p []byte) (int, error) {
-	if !m.fired {
-		buf := append(m.tail, p...)
-		if bytes.Contains(buf, m.marker) {
-			m.fired = true
-			m.fire()
-		}
-		keep := len(m.marker) - 1
-		if len(buf) > keep {
-			buf = buf[len(buf)-keep:]
-		}
-		m.tail = append(m.tail[:0], buf...)
-	}
-	return m.w.Write(p)
-}
-
 func toU8(ids []uint32) []uint8 {
 	out := make([]uint8, len(ids))
 	for i, id := range ids {
@@ -383,7 +350,16 @@ func (s *sleepRegister) Write(off uint64, data []byte) {
 	}
 }
 
-func (b *built) Start() error { return b.m.Start() }
+func (b *built) Start() error {
+	if err := b.m.Start(); err != nil {
+		return err
+	}
+	// On PVM hosts a guest user-mode SYSCALL never reaches ring 0; the
+	// engine's fix-up watches for the guest kernel setting up SYSCALL and
+	// redirects it (a no-op elsewhere).
+	b.m.EnableSyscallFixup()
+	return nil
+}
 
 func (b *built) Wait() Exit {
 	e := b.m.Wait()
