@@ -8,7 +8,11 @@
 #   VSH_TEST_SKIP_LINUX=1 ./test.sh   skip building the guest kernel and the
 #                                      Linux boot test (quick local runs only;
 #                                      CI never sets it)
-#   VSH_FUZZTIME=10s ./test.sh         fuzz longer (default 3s per target)
+#   VSH_FUZZTIME=20000x ./test.sh      fuzz longer (default 3000 inputs per target;
+#                                      a count, not a duration: with a short
+#                                      duration Go's fuzzer can report a
+#                                      "context deadline exceeded" failure when
+#                                      the deadline lands inside a slow input)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -37,7 +41,7 @@ go vet ./...
 go test -count=1 -timeout 40m ./...
 go test -count=1 -race -timeout 20m ./hypervisor/... ./shell/...
 
-fuzztime=${VSH_FUZZTIME:-3s}
+fuzztime=${VSH_FUZZTIME:-3000x}
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
