@@ -65,6 +65,17 @@ type Config struct {
 	APICIDs []uint8
 	// IOAPICID is the I/O APIC's id; conventionally the vCPU count.
 	IOAPICID uint8
+	// VirtioMMIO lists the virtio-mmio windows, declared in the DSDT.
+	VirtioMMIO []MMIODevice
+}
+
+// MMIODevice is one virtio-mmio window and its interrupt (an I/O APIC
+// pin). On the hardware-reduced platform Linux maps an interrupt only for
+// a device the firmware declares: a window announced just on the command
+// line (virtio_mmio.device=) gets no IRQ and its probe fails with EINVAL.
+type MMIODevice struct {
+	Base, Size uint64
+	IRQ        uint32
 }
 
 const (
@@ -116,14 +127,40 @@ var s5AML = []byte{0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, SleepTypeS5
 // declares, so COM1 (PNP0501), the i8042 keyboard (PNP0303) and the RTC
 // (PNP0B00) are declared in \_SB with their ports and IRQ; without them
 // their drivers fail to get IRQ 4, 1 and 8.
-var dsdtAML = func() []byte {
+// The virtio-mmio windows are declared too, as LNRO0005 devices (the ACPI
+// id Linux's virtio_mmio driver matches, as Firecracker does).
+func dsdtAML(virtio []MMIODevice) []byte {
 	devs := append(append(
 		amlDevice("COM1", "PNP0501", amlIO(0x3f8, 8), amlIRQ(4)),
 		amlDevice("PS2K", "PNP0303", amlIO(0x60, 1), amlIO(0x64, 1), amlIRQ(1))...),
 		amlDevice("RTC_", "PNP0B00", amlIO(0x70, 2), amlIRQ(8))...)
+	for i, d := range virtio {
+		devs = append(devs, amlVirtioDevice(i, d)...)
+	}
 	scope := append([]byte{0x10}, amlPkg(append([]byte{'_', 'S', 'B', '_'}, devs...))...) // ScopeOp
 	return append(append([]byte{}, s5AML...), scope...)
-}()
+}
+
+// amlVirtioDevice is `Device (VRnn) { Name (_HID, "LNRO0005") Name (_UID,
+// n) Name (_CRS, ResourceTemplate () { Memory32Fixed (ReadWrite, base,
+// size) Interrupt (ResourceConsumer, Edge, ActiveHigh, Shared) { irq } })
+// }`.
+func amlVirtioDevice(n int, d MMIODevice) []byte {
+	body := []byte(fmt.Sprintf("VR%02X", n&0xff))
+	body = append(body, 0x08, '_', 'H', 'I', 'D', 0x0d) // NameOp _HID StringPrefix
+	body = append(body, "LNRO0005\x00"...)
+	body = append(body, 0x08, '_', 'U', 'I', 'D', 0x0a, byte(n)) // NameOp _UID BytePrefix
+	rt := []byte{0x86, 0x09, 0x00, 0x01}                         // Memory32Fixed, read-write
+	rt = binary.LittleEndian.AppendUint32(rt, uint32(d.Base))
+	rt = binary.LittleEndian.AppendUint32(rt, uint32(d.Size))
+	rt = append(rt, 0x89, 0x06, 0x00, 0x0b, 0x01) // Extended Interrupt: consumer, edge, high, shared; 1 entry
+	rt = binary.LittleEndian.AppendUint32(rt, d.IRQ)
+	rt = append(rt, 0x79, 0x00)
+	buf := append([]byte{0x0a, byte(len(rt))}, rt...)
+	body = append(body, 0x08, '_', 'C', 'R', 'S', 0x11)
+	body = append(body, amlPkg(buf)...)
+	return append([]byte{0x5b, 0x82}, amlPkg(body)...)
+}
 
 // amlPkg prefixes body with its AML PkgLength (which counts itself).
 func amlPkg(body []byte) []byte {
@@ -176,11 +213,13 @@ func amlIRQ(irq uint) []byte {
 	return []byte{0x22, byte(mask), byte(mask >> 8)}
 }
 
-// DSDT returns the Differentiated System Description Table.
-func DSDT() []byte {
-	b := make([]byte, headerLen+len(dsdtAML))
+// DSDT returns the Differentiated System Description Table, declaring the
+// given virtio-mmio windows.
+func DSDT(virtio ...MMIODevice) []byte {
+	aml := dsdtAML(virtio)
+	b := make([]byte, headerLen+len(aml))
 	header(b, "DSDT", 2)
-	copy(b[headerLen:], dsdtAML)
+	copy(b[headerLen:], aml)
 	checksum(b, 9)
 	return b
 }
@@ -286,7 +325,7 @@ func Write(mem *memory.Guest, cfg Config) (uint64, error) {
 	align := func(a uint64) uint64 { return (a + 15) &^ 15 }
 	addr := uint64(RSDPAddr) + 64 // room for the RSDP
 	dsdtAddr := addr
-	dsdt := DSDT()
+	dsdt := DSDT(cfg.VirtioMMIO...)
 	addr = align(addr + uint64(len(dsdt)))
 	fadtAddr := addr
 	fadt := FADT(dsdtAddr)

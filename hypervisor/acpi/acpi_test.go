@@ -136,7 +136,7 @@ func TestTablesDisassemble(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for name, b := range map[string][]byte{
-		"dsdt": DSDT(), "facp": FADT(0xe0040), "apic": MADT(Config{APICIDs: []uint8{0, 1}, IOAPICID: 2}),
+		"dsdt": DSDT(MMIODevice{Base: 0xd0000000, Size: 0x1000, IRQ: 5}, MMIODevice{Base: 0xd0001000, Size: 0x1000, IRQ: 6}), "facp": FADT(0xe0040), "apic": MADT(Config{APICIDs: []uint8{0, 1}, IOAPICID: 2}),
 	} {
 		p := filepath.Join(dir, name+".dat")
 		if err := os.WriteFile(p, b, 0o644); err != nil {
@@ -157,7 +157,8 @@ func TestTablesDisassemble(t *testing.T) {
 		if name == "dsdt" && !strings.Contains(text, "_S5") {
 			t.Errorf("disassembled DSDT has no _S5:\n%s", text)
 		}
-		for _, dev := range []string{`EisaId ("PNP0501")`, `EisaId ("PNP0303")`, `EisaId ("PNP0B00")`, "IRQNoFlags ()\n                    {4}", "{1}", "{8}"} {
+		for _, dev := range []string{`EisaId ("PNP0501")`, `EisaId ("PNP0303")`, `EisaId ("PNP0B00")`, "IRQNoFlags ()\n                    {4}", "{1}", "{8}",
+			`Name (_HID, "LNRO0005")`, "0xD0001000,         // Address Base", "Interrupt (ResourceConsumer, Edge, ActiveHigh, Shared, ,, )\n                {\n                    0x00000006,"} {
 			if name == "dsdt" && !strings.Contains(text, dev) {
 				t.Errorf("disassembled DSDT lacks %s:\n%s", dev, text)
 			}

@@ -16,13 +16,14 @@ import (
 )
 
 // GSIs handed out to virtio devices; lines used by legacy PC devices in
-// that range (8 RTC, 12 PS/2 mouse) are skipped.
+// that range (8 RTC, 9 the ACPI SCI, which the MADT declares
+// level-triggered, 12 PS/2 mouse) are skipped.
 const (
 	firstDynamicGSI = 5
 	lastGSI         = 23
 )
 
-var legacyGSIs = map[uint32]bool{8: true, 12: true}
+var legacyGSIs = map[uint32]bool{8: true, 9: true, 12: true}
 
 // MMIOSlot is a virtio-mmio window with its interrupt.
 type MMIOSlot struct {
@@ -110,7 +111,7 @@ func (d *DeviceManager) ClaimIRQ(name string, gsi uint32) (bus.Interrupt, error)
 	return &irqLine{vm: d.vm, gsi: gsi}, nil
 }
 
-// AllocIRQ hands out the next free GSI in 5..23 (skipping 8 and 12).
+// AllocIRQ hands out the next free GSI in 5..23 (skipping 8, 9 and 12).
 func (d *DeviceManager) AllocIRQ(name string) (uint32, bus.Interrupt, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

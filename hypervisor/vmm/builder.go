@@ -87,6 +87,7 @@ type built struct {
 	nets       []netDevice
 	closers    []io.Closer
 	cmdline    []string
+	virtioACPI []acpi.MMIODevice // the virtio-mmio windows, for the DSDT
 	rsdp       uint64
 	closeOnce  sync.Once
 }
@@ -227,6 +228,7 @@ func (b *built) addVirtio(name string, dev virtio.Device) error {
 		}
 	}
 	b.cmdline = append(b.cmdline, slot.CmdlineArg())
+	b.virtioACPI = append(b.virtioACPI, acpi.MMIODevice{Base: slot.Base, Size: slot.Size, IRQ: slot.IRQ})
 	return nil
 }
 
@@ -240,7 +242,7 @@ func (f deviceFunc) Write(off uint64, data []byte) { f().Write(off, data) }
 
 // boot loads the kernel at every (re)start.
 func (b *built) boot(m *vm.Machine) error {
-	rsdp, err := acpi.Write(m.Memory(), acpi.Config{APICIDs: toU8(b.apicIDs), IOAPICID: uint8(len(b.apicIDs))})
+	rsdp, err := acpi.Write(m.Memory(), acpi.Config{APICIDs: toU8(b.apicIDs), IOAPICID: uint8(len(b.apicIDs)), VirtioMMIO: b.virtioACPI})
 	if err != nil {
 		return err
 	}
