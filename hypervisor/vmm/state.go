@@ -69,18 +69,30 @@ func processAlive(pid int, start uint64) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	if start == 0 {
-		return true
+	state, got, err := procStat(pid)
+	if err != nil {
+		return start == 0 // no /proc: trust kill(pid, 0)
 	}
-	got, err := procStartTime(pid)
-	return err == nil && got == start
+	// A zombie has finished: its parent (often PID 1, once the shell that
+	// launched it has exited) just has not reaped it yet.
+	if state == 'Z' || state == 'X' {
+		return false
+	}
+	return start == 0 || got == start
 }
 
 // procStartTime returns field 22 (starttime) of /proc/PID/stat.
 func procStartTime(pid int) (uint64, error) {
+	_, start, err := procStat(pid)
+	return start, err
+}
+
+// procStat returns the state (field 3) and starttime (field 22) of
+// /proc/PID/stat.
+func procStat(pid int) (byte, uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) may contain spaces; fields resume after
 	// the last ')'.
@@ -89,15 +101,15 @@ func procStartTime(pid int) (uint64, error) {
 		i--
 	}
 	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("malformed /proc/%d/stat", pid)
 	}
 	var state byte
 	var f [19]uint64
 	_, err = fmt.Sscan(string(b[i+1:]), &state, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8], &f[9], &f[10], &f[11], &f[12], &f[13], &f[14], &f[15], &f[16], &f[17], &f[18])
 	if err != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+		return 0, 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
 	}
-	return f[18], nil
+	return state, f[18], nil
 }
 
 // writeFileAtomic writes data to a temporary file in the same directory,
