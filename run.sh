@@ -6,5 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p bin
-go build -o bin/vsh ./cmd/vsh
+# CGO_ENABLED=0: a static binary with no C at all (net would link libc).
+CGO_ENABLED=0 go build -o bin/vsh ./cmd/vsh
 exec bin/vsh "$@"
