@@ -19,7 +19,8 @@ import (
 // virtio-blk disk naming a dir-pool volume, a virtio-net interface on the
 // system connection's default NAT network, a balloon and an rng. The
 // guest writes a file on an ext4 volume, takes a DHCP lease from the
-// network's dnsmasq, pings the bridge and streams TCP to the host; the
+// network's dnsmasq, pings the bridge and streams TCP to the host (the
+// throughput is logged, not asserted); the
 // host then reads the leases, the memory stats and, with the guest shut
 // off, the file from the image.
 //
@@ -34,9 +35,10 @@ const (
 	netdiskDomain = "netdisk"
 	netdiskMAC    = "52:54:00:4e:44:01"
 	netdiskBridge = "192.168.122.1"
-	// netdiskStream is what the guest sends to the host's TCP sink:
-	// 160 blocks of 64 KiB.
-	netdiskStream = 160 * 64 << 10
+	// netdiskStream is what the guest sends to the host's TCP sink, in
+	// blocks of 64 KiB: 2 MiB, as guest->host TCP measured 0.05 MB/s on
+	// the nested-PVM host (10 MiB took 3m34s).
+	netdiskStream = 32 * 64 << 10
 )
 
 func TestLinuxGuestNetworkAndDisk(t *testing.T) {
@@ -334,11 +336,14 @@ func netdiskInNamespace(t *testing.T, kernel, initrd, kit string) {
 
 	p := startPTY(t, env, "-c", "vsh:///system", "console", netdiskDomain)
 	p.expect("Connected to domain '" + netdiskDomain + "'")
-	d, diskOK := guestRun(t, p, "disk", "mount -t ext4 /dev/vda /mnt && echo vsh-disk-$((6*7)) > /mnt/hello && sync && umount /mnt")
+	d, diskOK := guestRun(t, p, "disk", "mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo vsh-disk-$((6*7)) > /mnt/hello && sync && umount /mnt")
 	if diskOK {
 		t.Logf("guest mounted the ext4 volume, wrote and unmounted in %v", d.Round(time.Millisecond))
 	}
-	d, netOK := guestRun(t, p, "dhcp", "udhcpc -i eth0 -q -n -t 10 -T 3")
+	// udhcpc neither brings eth0 up nor, in Debian's busybox (which looks
+	// for /etc/udhcpc/default.script), finds the guest kit's script
+	// without -s.
+	d, netOK := guestRun(t, p, "dhcp", "ip link set eth0 up && udhcpc -s /usr/share/udhcpc/default.script -i eth0 -q -n -t 10 -T 3")
 	if netOK {
 		t.Logf("guest DHCP lease in %v", d.Round(time.Millisecond))
 		d, netOK = guestRun(t, p, "ping", "ping -c 3 "+netdiskBridge)
@@ -348,7 +353,7 @@ func netdiskInNamespace(t *testing.T, kernel, initrd, kit string) {
 		// TCP throughput guest -> host: the sink listens on the bridge
 		// address, in this namespace.
 		port, sunk := tcpSink(t, net.JoinHostPort(netdiskBridge, "0"), netdiskStream)
-		d, netOK = guestRun(t, p, "tcp", fmt.Sprintf("dd if=/dev/zero bs=64k count=160 2>/dev/null | nc %s %d", netdiskBridge, port))
+		d, netOK = guestRun(t, p, "tcp", fmt.Sprintf("dd if=/dev/zero bs=64k count=%d 2>/dev/null | nc %s %d", netdiskStream/(64<<10), netdiskBridge, port))
 		select {
 		case r := <-sunk:
 			if r.err != nil || r.n < netdiskStream {
