@@ -1,6 +1,7 @@
 // Package virtiopayload builds a small freestanding guest "kernel" that
 // drives virtio-mmio devices from guest ring 3, for engine tests and
-// benchmarks of the virtio-blk and virtio-rng devices on real KVM.
+// benchmarks of the virtio-blk, virtio-rng and virtio-net devices on real
+// KVM.
 //
 // The payload is C and assembly (src/payload.c, src/start.S, src/payload.ld,
 // embedded here) compiled with the host's gcc at test time: an ELF64 executable
@@ -18,9 +19,12 @@
 package virtiopayload
 
 import (
+	"bytes"
 	"embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,7 +106,99 @@ const (
 	// status, or DEVICE_NEEDS_RESET) and is printed on a "VP-HOSTILE"
 	// line; then the reset device must read sectors 64..71 again.
 	ModeHostile = "hostile"
+	// ModeNet exchanges frames with the host through the first network
+	// device's tap: the payload reads its MAC and link state from the
+	// config space, broadcasts HelloFrames until the host sends a
+	// DataFrame, answers every DataFrame with an echo (see ParseEcho), and
+	// powers off after a QuitFrame, printing "VP-OK net0 mac=... link=...
+	// hellos=N echoed=N rx-bytes=N other=N". It gives up after 30 s.
+	ModeNet = "net"
 )
+
+// EtherType is the type of every frame of the ModeNet exchange: IEEE
+// 802's local experimental ethertype 1, so no other traffic on the link is
+// taken for it.
+const EtherType = 0x88b5
+
+// ModeNet payload tags: the first byte after the Ethernet header.
+const (
+	hostData = 'D'
+	hostQuit = 'Q'
+)
+
+var (
+	helloTag = []byte("VP-HELLO ")
+	echoTag  = []byte("VP-ECHO ")
+)
+
+// ethernet returns a frame header from src to dst of type EtherType.
+func ethernet(dst, src net.HardwareAddr) []byte {
+	f := make([]byte, 14, 64)
+	copy(f, dst)
+	copy(f[6:], src)
+	binary.BigEndian.PutUint16(f[12:], EtherType)
+	return f
+}
+
+// DataFrame returns a frame from src to the guest's MAC dst carrying
+// data, which the payload echoes. data may be up to 1499 bytes.
+func DataFrame(dst, src net.HardwareAddr, data []byte) []byte {
+	return append(append(ethernet(dst, src), hostData), data...)
+}
+
+// QuitFrame returns the frame that ends the payload's exchange.
+func QuitFrame(dst, src net.HardwareAddr) []byte {
+	f := append(ethernet(dst, src), hostQuit)
+	return append(f, make([]byte, 60-len(f))...)
+}
+
+// ParseHello reports whether frame is one of the payload's hello
+// broadcasts and returns its sender and sequence number.
+func ParseHello(frame []byte) (src net.HardwareAddr, seq uint64, ok bool) {
+	body, ok := vpBody(frame)
+	if !ok || !bytes.HasPrefix(body, helloTag) || len(body) < len(helloTag)+8 {
+		return nil, 0, false
+	}
+	seq, err := strconv.ParseUint(string(body[len(helloTag):len(helloTag)+8]), 16, 64)
+	if err != nil {
+		return nil, 0, false
+	}
+	return net.HardwareAddr(frame[6:12]), seq, true
+}
+
+// Echo is the payload's answer to a DataFrame.
+type Echo struct {
+	Src, Dst net.HardwareAddr
+	// FNV is FNV1a of the whole data frame as the guest received it.
+	FNV uint32
+	// Data is the data frame's payload (from its tag byte on) as the guest
+	// sent it back.
+	Data []byte
+}
+
+// ParseEcho reports whether frame is the payload's echo of a data frame.
+func ParseEcho(frame []byte) (Echo, bool) {
+	body, ok := vpBody(frame)
+	if !ok || !bytes.HasPrefix(body, echoTag) || len(body) < len(echoTag)+9 || body[len(echoTag)+8] != ' ' {
+		return Echo{}, false
+	}
+	sum, err := strconv.ParseUint(string(body[len(echoTag):len(echoTag)+8]), 16, 32)
+	if err != nil {
+		return Echo{}, false
+	}
+	return Echo{
+		Dst: net.HardwareAddr(frame[0:6]), Src: net.HardwareAddr(frame[6:12]),
+		FNV: uint32(sum), Data: body[len(echoTag)+9:],
+	}, true
+}
+
+// vpBody returns what follows the Ethernet header of an EtherType frame.
+func vpBody(frame []byte) ([]byte, bool) {
+	if len(frame) < 14 || binary.BigEndian.Uint16(frame[12:]) != EtherType {
+		return nil, false
+	}
+	return frame[14:], true
+}
 
 // Cmdline returns the kernel command line for mode. For ModeBench, ops is
 // the number of 4 KiB requests per phase and depth how many the payload

@@ -1,7 +1,9 @@
 package virtiopayload
 
 import (
+	"bytes"
 	"errors"
+	"net"
 	"os"
 	"testing"
 
@@ -101,6 +103,75 @@ func FuzzParseBench(f *testing.F) {
 			if v := p.MBPerSec(r.TSCKHz); v < 0 {
 				t.Fatalf("negative throughput %v", v)
 			}
+		}
+	})
+}
+
+func TestFrames(t *testing.T) {
+	guest := net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x56}
+	host := net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+	bcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	frame := func(dst, src net.HardwareAddr, typ uint16, body string) []byte {
+		f := append(append(append([]byte{}, dst...), src...), byte(typ>>8), byte(typ))
+		return append(f, body...)
+	}
+	for _, tc := range []struct {
+		name      string
+		frame     []byte
+		hello     bool
+		seq       uint64
+		echo      bool
+		echoFNV   uint32
+		echoData  string
+		echoSrc   net.HardwareAddr
+		echoDstTo net.HardwareAddr
+	}{
+		{name: "hello", frame: frame(bcast, guest, EtherType, "VP-HELLO 0000001a\x00\x00"), hello: true, seq: 26},
+		{name: "hello-short", frame: frame(bcast, guest, EtherType, "VP-HELLO 0001")},
+		{name: "hello-not-hex", frame: frame(bcast, guest, EtherType, "VP-HELLO 0000zz1a")},
+		{name: "hello-wrong-type", frame: frame(bcast, guest, 0x86dd, "VP-HELLO 0000001a")},
+		{name: "echo", frame: frame(host, guest, EtherType, "VP-ECHO deadbeef Dxyz"), echo: true, echoFNV: 0xdeadbeef, echoData: "Dxyz", echoSrc: guest, echoDstTo: host},
+		{name: "echo-empty", frame: frame(host, guest, EtherType, "VP-ECHO 00000001 "), echo: true, echoFNV: 1, echoSrc: guest, echoDstTo: host},
+		{name: "echo-no-space", frame: frame(host, guest, EtherType, "VP-ECHO 00000001D")},
+		{name: "runt", frame: []byte{1, 2, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, seq, ok := ParseHello(tc.frame)
+			if ok != tc.hello || (ok && (seq != tc.seq || !bytes.Equal(src, guest))) {
+				t.Errorf("ParseHello = %v, %d, %v; want hello %v seq %d", src, seq, ok, tc.hello, tc.seq)
+			}
+			e, ok := ParseEcho(tc.frame)
+			if ok != tc.echo {
+				t.Fatalf("ParseEcho ok = %v, want %v", ok, tc.echo)
+			}
+			if ok && (e.FNV != tc.echoFNV || string(e.Data) != tc.echoData || !bytes.Equal(e.Src, tc.echoSrc) || !bytes.Equal(e.Dst, tc.echoDstTo)) {
+				t.Errorf("ParseEcho = %+v", e)
+			}
+		})
+	}
+	d := DataFrame(guest, host, []byte("abc"))
+	if !bytes.Equal(d, frame(guest, host, EtherType, "Dabc")) {
+		t.Errorf("DataFrame = % x", d)
+	}
+	q := QuitFrame(guest, host)
+	if len(q) != 60 || q[14] != 'Q' || !bytes.Equal(q[:6], guest) {
+		t.Errorf("QuitFrame = % x", q)
+	}
+}
+
+// FuzzFrames feeds arbitrary frames to the parsers the host runs on what
+// a guest sends: they must not panic, and what they accept must be a
+// well-formed frame of EtherType.
+func FuzzFrames(f *testing.F) {
+	f.Add([]byte("\xff\xff\xff\xff\xff\xffRT\x00\x124V\x88\xb5VP-HELLO 00000001"))
+	f.Add([]byte("\x02\x00\x00\x00\x00\x01RT\x00\x124V\x88\xb5VP-ECHO 0badf00d Dhello"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if _, _, ok := ParseHello(frame); ok && (len(frame) < 14+17 || frame[12] != 0x88 || frame[13] != 0xb5) {
+			t.Fatalf("ParseHello accepted % x", frame)
+		}
+		if e, ok := ParseEcho(frame); ok && (len(frame) < 14+17 || len(e.Data) != len(frame)-14-17) {
+			t.Fatalf("ParseEcho accepted % x as %+v", frame, e)
 		}
 	})
 }

@@ -83,16 +83,30 @@ func makeQcow2(t testing.TB, path string, size uint64) {
 // way fails the test with the log.
 func runVirtioPayload(t testing.TB, name, kernel, cmdline string, disks []hypervisor.Disk, rngs int) string {
 	t.Helper()
-	cfg := &hypervisor.Config{
+	cfg := virtioPayloadConfig(name, kernel, cmdline)
+	cfg.Disks = disks
+	cfg.RNGs = make([]hypervisor.RNG, rngs)
+	p, pid := launchTB(t, cfg)
+	return awaitPayloadEnd(t, p, pid)
+}
+
+// virtioPayloadConfig is a one-vCPU, 64 MiB machine booting the virtio payload with
+// cmdline and no devices yet.
+func virtioPayloadConfig(name, kernel, cmdline string) *hypervisor.Config {
+	return &hypervisor.Config{
 		Name: name, UUID: "00000000-0000-4000-8000-" + fmt.Sprintf("%012x", len(name)+0x100),
 		MemoryBytes: 64 << 20, VCPUs: 1,
-		Boot:  hypervisor.Boot{Kernel: kernel, Cmdline: cmdline + " console=ttyS0"},
-		Disks: disks,
-		RNGs:  make([]hypervisor.RNG, rngs),
+		Boot: hypervisor.Boot{Kernel: kernel, Cmdline: cmdline + " console=ttyS0"},
 	}
-	p, pid := launchTB(t, cfg)
+}
+
+// awaitPayloadEnd waits for the payload's VMM to exit and returns the
+// console log; a guest that did not power off after "VP-END pass" fails
+// the test with the log.
+func awaitPayloadEnd(t testing.TB, p Paths, pid int) string {
+	t.Helper()
 	var r Record
-	waitFor(t, name+" to power off", func() bool {
+	waitFor(t, p.Name+" to power off", func() bool {
 		var err error
 		r, err = ReadRecord(p.StateFile())
 		return err == nil && r.Exited

@@ -18,6 +18,9 @@
  *             looping descriptor chain and an available index more than a
  *             queue ahead; each must be refused (error status or
  *             DEVICE_NEEDS_RESET), then a reset device must read again.
+ *   vp=net    the first network device: its MAC and link state from the
+ *             config space, then a frame exchange with the host over the
+ *             device's tap (see net_test).
  *
  * Then it prints "VP-END" and powers off through the ACPI sleep port.
  */
@@ -182,24 +185,30 @@ enum {
 };
 
 enum { ST_ACK = 1, ST_DRIVER = 2, ST_DRIVER_OK = 4, ST_FEATURES_OK = 8 };
-enum { DEV_BLOCK = 2, DEV_RNG = 4 };
+enum { DEV_NET = 1, DEV_BLOCK = 2, DEV_RNG = 4 };
 enum { DESC_NEXT = 1, DESC_WRITE = 2 };
 
 #define QSIZE 64
 #define MAXDEV 8
+/* Ring blocks: one per device, plus one for a network device's transmit
+ * queue (a second struct dev on the same registers). */
+#define NRINGS (MAXDEV + 1)
 
 struct desc { u64 addr; u32 len; u16 flags, next; };
 struct avail { u16 flags, idx, ring[QSIZE]; };
 struct used_elem { u32 id, len; };
 struct used { u16 flags, idx; struct used_elem ring[QSIZE]; };
 
-/* One 3-page block per device: descriptors, driver area, device area. */
-static u8 ringmem[MAXDEV][3 * 4096] __attribute__((aligned(4096)));
+/* One 3-page block per queue: descriptors, driver area, device area. */
+static u8 ringmem[NRINGS][3 * 4096] __attribute__((aligned(4096)));
 
+/* dev is one virtqueue of a device: most devices here use only queue 0;
+ * a network device is two of these on the same registers. */
 struct dev {
 	u64 base;
 	u32 id;
 	u32 features_lo;
+	u16 qidx;
 	u16 qsize;
 	u16 last_used;
 	struct desc *desc;
@@ -210,9 +219,9 @@ struct dev {
 static inline u32 rd(struct dev *d, u32 off) { return *(volatile u32 *)(d->base + off); }
 static inline void wr(struct dev *d, u32 off, u32 v) { *(volatile u32 *)(d->base + off) = v; }
 
-/* dev_init brings a device to DRIVER_OK with VERSION_1 and the wanted
- * low feature bits the device offers; 0 on success. */
-static int dev_init(struct dev *d, int slot, u32 want_lo)
+/* dev_begin resets a device and negotiates VERSION_1 plus the wanted low
+ * feature bits it offers; 0 on success. */
+static int dev_begin(struct dev *d, u32 want_lo)
 {
 	wr(d, REG_STATUS, 0);
 	if (rd(d, REG_STATUS) != 0)
@@ -233,7 +242,14 @@ static int dev_init(struct dev *d, int slot, u32 want_lo)
 	wr(d, REG_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK);
 	if (!(rd(d, REG_STATUS) & ST_FEATURES_OK))
 		return 3;
-	wr(d, REG_QUEUE_SEL, 0);
+	return 0;
+}
+
+/* queue_setup gives queue q of the device ring block slot; 0 on success. */
+static int queue_setup(struct dev *d, u16 q, int slot)
+{
+	d->qidx = q;
+	wr(d, REG_QUEUE_SEL, q);
 	u32 max = rd(d, REG_QUEUE_NUM_MAX);
 	if (max == 0)
 		return 4;
@@ -253,10 +269,26 @@ static int dev_init(struct dev *d, int slot, u32 want_lo)
 	wr(d, REG_DEVICE_LO, (u32)(u64)d->used);
 	wr(d, REG_DEVICE_HI, (u32)((u64)d->used >> 32));
 	wr(d, REG_QUEUE_READY, 1);
-	wr(d, REG_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
-	if (!(rd(d, REG_STATUS) & ST_DRIVER_OK))
-		return 5;
 	return 0;
+}
+
+/* dev_ready sets DRIVER_OK; 0 on success. */
+static int dev_ready(struct dev *d)
+{
+	wr(d, REG_STATUS, ST_ACK | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
+	return rd(d, REG_STATUS) & ST_DRIVER_OK ? 0 : 5;
+}
+
+/* dev_init brings a one-queue device to DRIVER_OK with VERSION_1 and the
+ * wanted low feature bits the device offers; 0 on success. */
+static int dev_init(struct dev *d, int slot, u32 want_lo)
+{
+	int err = dev_begin(d, want_lo);
+	if (!err)
+		err = queue_setup(d, 0, slot);
+	if (!err)
+		err = dev_ready(d);
+	return err;
 }
 
 /* post puts the chain starting at head in the avail ring (no notify). */
@@ -269,7 +301,7 @@ static void post(struct dev *d, u16 head)
 	barrier();
 }
 
-static void notify(struct dev *d) { wr(d, REG_QUEUE_NOTIFY, 0); }
+static void notify(struct dev *d) { wr(d, REG_QUEUE_NOTIFY, d->qidx); }
 
 /* reap waits for the next used element and returns it. */
 static struct used_elem reap(struct dev *d)
@@ -670,6 +702,197 @@ static void rng_test(struct dev *d, int n)
 	puts_("\r\n");
 }
 
+/* ---- virtio-net ---- */
+
+/*
+ * The exchange with the host, all in frames of ethertype 0x88b5 (IEEE's
+ * local experimental type) so nothing else on the link is mistaken for it:
+ *   guest -> broadcast  "VP-HELLO <seq>" about every 50 ms until the host
+ *                       answers, so the host may attach late;
+ *   host -> guest       a data frame whose payload starts with 'D': the
+ *                       guest answers "VP-ECHO <fnv> " + the payload, where
+ *                       fnv is FNV-1a of the whole received frame;
+ *   host -> guest       a frame whose payload starts with 'Q': done.
+ * Frames of other types (IPv6 router solicitations and the like) are
+ * counted and dropped.
+ */
+enum { NET_F_MAC = 1 << 5, NET_F_STATUS = 1 << 16 };
+#define NET_HDR 12
+#define NET_FRAME_MAX 1514
+#define NET_RXBUFS 16
+#define ETHERTYPE_VP 0x88b5
+
+static u8 rxbufs[NET_RXBUFS][2048] __attribute__((aligned(4096)));
+static u8 txbuf[2048] __attribute__((aligned(4096)));
+
+static void net_rx_post(struct dev *rx, u16 i)
+{
+	setdesc(rx, i, rxbufs[i], sizeof rxbufs[i], DESC_WRITE, 0);
+	post(rx, i);
+}
+
+/* net_send transmits txbuf's frame of len bytes (after the header) and
+ * waits for the device to consume it; 0 on success. */
+static int net_send(struct dev *tx, u32 len)
+{
+	memset(txbuf, 0, NET_HDR); /* no checksum offload, no GSO */
+	setdesc(tx, 0, txbuf, NET_HDR + len, 0, 0);
+	post(tx, 0);
+	notify(tx);
+	struct used_elem e = reap(tx);
+	if (e.id != 0) {
+		fail("net tx used id", e.id);
+		return 1;
+	}
+	return 0;
+}
+
+/* net_frame starts a frame in txbuf to dst and returns where its payload
+ * goes. */
+static u8 *net_frame(const u8 *dst, const u8 *mac)
+{
+	u8 *f = txbuf + NET_HDR;
+	memcpy(f, dst, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = ETHERTYPE_VP >> 8;
+	f[13] = ETHERTYPE_VP & 0xff;
+	return f + 14;
+}
+
+static u8 *putstr(u8 *p, const char *s)
+{
+	while (*s)
+		*p++ = (u8)*s++;
+	return p;
+}
+
+static u8 *puthexbuf(u8 *p, u64 v, int digits)
+{
+	for (int i = digits - 1; i >= 0; i--)
+		*p++ = (u8)"0123456789abcdef"[(v >> (i * 4)) & 15];
+	return p;
+}
+
+static void putmac(const u8 *mac)
+{
+	for (int i = 0; i < 6; i++) {
+		if (i)
+			putc_(':');
+		puthex(mac[i], 2);
+	}
+}
+
+static void net_test(struct dev *rx, int n, int txslot)
+{
+	static struct dev txq;
+	static const u8 bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	u8 mac[6];
+	if (!(rx->features_lo & NET_F_MAC)) {
+		fail("net: device offers no MAC", 0);
+		return;
+	}
+	for (int i = 0; i < 6; i++)
+		mac[i] = *(volatile u8 *)(rx->base + REG_CONFIG + i);
+	int link_up = 1;
+	if (rx->features_lo & NET_F_STATUS)
+		link_up = *(volatile u16 *)(rx->base + REG_CONFIG + 6) & 1;
+
+	/* Queue 0 (receive) is set up by the caller; add queue 1. */
+	struct dev *tx = &txq;
+	*tx = *rx;
+	int err = queue_setup(tx, 1, txslot);
+	if (!err)
+		err = dev_ready(rx);
+	if (err) {
+		fail("net: queue setup step", err);
+		return;
+	}
+	for (u16 i = 0; i < NET_RXBUFS; i++)
+		net_rx_post(rx, i);
+	notify(rx);
+
+	u64 khz = numparam("tsc_early_khz", 3000000);
+	u64 hello_every = khz * 50, deadline = khz * 30000;
+	u64 t0 = rdtsc(), last_hello = 0, hellos = 0, echoed = 0, bytes = 0, other = 0;
+	int quit = 0;
+	while (!quit) {
+		u64 now = rdtsc();
+		if (now - t0 > deadline) {
+			fail(echoed ? "net: no quit frame from the host; echoed" : "net: no frame from the host; hellos sent", echoed ? echoed : hellos);
+			return;
+		}
+		if (!echoed && (hellos == 0 || now - last_hello > hello_every)) {
+			u8 *p = net_frame(bcast, mac);
+			p = putstr(p, "VP-HELLO ");
+			p = puthexbuf(p, hellos, 8);
+			u32 len = (u32)(p - (txbuf + NET_HDR));
+			while (len < 60)
+				txbuf[NET_HDR + len++] = 0;
+			if (net_send(tx, len))
+				return;
+			hellos++;
+			last_hello = now;
+		}
+		if (rx->used->idx == rx->last_used) {
+			for (int i = 0; i < 100; i++)
+				__asm__ __volatile__("pause" ::: "memory");
+			continue;
+		}
+		struct used_elem e = reap(rx);
+		if (e.id >= NET_RXBUFS || e.len < NET_HDR || e.len > NET_HDR + NET_FRAME_MAX) {
+			fail("net: bad used element, id", e.id);
+			return;
+		}
+		const u8 *f = rxbufs[e.id] + NET_HDR;
+		u32 flen = e.len - NET_HDR;
+		if (rxbufs[e.id][10] != 1 || rxbufs[e.id][11] != 0) {
+			fail("net: num_buffers", rxbufs[e.id][10]);
+			return;
+		}
+		if (flen < 15 || f[12] != (ETHERTYPE_VP >> 8) || f[13] != (ETHERTYPE_VP & 0xff)) {
+			other++;
+		} else if (f[14] == 'Q') {
+			quit = 1;
+		} else if (f[14] == 'D') {
+			for (int i = 0; i < 6; i++)
+				if (f[i] != mac[i]) {
+					fail("net: data frame not to our MAC, byte", i);
+					return;
+				}
+			u32 sum = fnv1a(f, flen);
+			u8 *p = net_frame(f + 6, mac);
+			p = putstr(p, "VP-ECHO ");
+			p = puthexbuf(p, sum, 8);
+			*p++ = ' ';
+			u32 room = NET_FRAME_MAX - (u32)(p - (txbuf + NET_HDR));
+			u32 n = flen - 14 < room ? flen - 14 : room;
+			memcpy(p, f + 14, n);
+			if (net_send(tx, (u32)(p - (txbuf + NET_HDR)) + n))
+				return;
+			echoed++;
+			bytes += flen;
+		} else {
+			other++;
+		}
+		net_rx_post(rx, (u16)e.id);
+		notify(rx);
+	}
+	puts_("VP-OK net");
+	putdec(n);
+	puts_(" mac=");
+	putmac(mac);
+	puts_(link_up ? " link=up" : " link=down");
+	puts_(" hellos=");
+	putdec(hellos);
+	puts_(" echoed=");
+	putdec(echoed);
+	puts_(" rx-bytes=");
+	putdec(bytes);
+	puts_(" other=");
+	putdec(other);
+	puts_("\r\n");
+}
+
 /* ---- main ---- */
 
 void vp_main(const u8 *zeropage)
@@ -680,7 +903,8 @@ void vp_main(const u8 *zeropage)
 	const char *mode = param("vp", 0);
 	int bench = mode && prefix(mode, "bench");
 	int hostile_mode = mode && prefix(mode, "hostile");
-	int ndev = 0, nblk = 0, nrng = 0;
+	int net_mode = mode && prefix(mode, "net");
+	int ndev = 0, nblk = 0, nrng = 0, nnet = 0;
 	for (int i = 0; i < MAXDEV; i++) {
 		const char *v = param("virtio_mmio.device", i);
 		if (!v)
@@ -698,13 +922,29 @@ void vp_main(const u8 *zeropage)
 			continue;
 		}
 		d->id = rd(d, REG_DEVICE_ID);
-		u32 want = d->id == DEV_BLOCK ? (BLK_F_RO | BLK_F_FLUSH) : 0;
-		int err = dev_init(d, ndev, want);
+		int err;
+		if (d->id == DEV_NET) {
+			/* Both queues before DRIVER_OK: net_test adds the second. */
+			err = dev_begin(d, NET_F_MAC | NET_F_STATUS);
+			if (!err)
+				err = queue_setup(d, 0, ndev);
+		} else {
+			u32 want = d->id == DEV_BLOCK ? (BLK_F_RO | BLK_F_FLUSH) : 0;
+			err = dev_init(d, ndev, want);
+		}
 		if (err) {
 			fail("device init step", err);
 			continue;
 		}
 		ndev++;
+		if (d->id == DEV_NET) {
+			if (net_mode && nnet == 0)
+				net_test(d, nnet, MAXDEV);
+			nnet++;
+			continue;
+		}
+		if (net_mode)
+			continue;
 		if (d->id == DEV_BLOCK) {
 			if (bench || hostile_mode) {
 				if (nblk == 0 && bench)
@@ -721,5 +961,7 @@ void vp_main(const u8 *zeropage)
 	}
 	if (ndev == 0)
 		fail("no virtio devices on the command line", 0);
+	if (net_mode && nnet == 0)
+		fail("vp=net: no network device", 0);
 	poweroff();
 }
