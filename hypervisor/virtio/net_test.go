@@ -7,13 +7,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vsh/hypervisor/network/netns"
 )
 
 // memNet is an in-memory NetBackend: frames the host sends to the guest go
@@ -574,10 +575,9 @@ func openTestTap() (*testTap, error) {
 	return &testTap{File: os.NewFile(uintptr(fd), "/dev/net/tun"), name: ifr.Name()}, nil
 }
 
-// privateTap opens a tap in a network namespace of its own, made by
-// unshare on a locked thread that lives until the test ends, and gives it
-// addr with ip(8) run from that thread, which also runs setup. The host's network is never
-// touched.
+// privateTap opens a tap in a network namespace of its own (see package
+// netns), gives it addr with ip(8) and runs setup there. The host's
+// network is never touched.
 func privateTap(t testing.TB, addr string, setup ...func(tap string) error) *testTap {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -586,53 +586,40 @@ func privateTap(t testing.TB, addr string, setup ...func(tap string) error) *tes
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("ip not installed: apt-get install iproute2")
 	}
-	type result struct {
-		tap *testTap
-		err error
+	ns, err := netns.New()
+	if err != nil {
+		t.Skipf("cannot set up a tap in a private namespace: %v", err)
 	}
-	res := make(chan result)
-	done := make(chan struct{})
-	exited := make(chan struct{})
-	go func() {
-		defer close(exited)
-		runtime.LockOSThread() // never unlocked: the thread dies with us
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			res <- result{err: err}
-			return
+	var tap *testTap
+	err = ns.Do(func() error {
+		var err error
+		if tap, err = openTestTap(); err != nil {
+			return err
 		}
-		tap, err := openTestTap()
-		if err == nil {
-			// Children forked from this thread inherit its namespace.
-			for _, args := range [][]string{{"link", "set", tap.name, "up"}, {"addr", "add", addr, "dev", tap.name}} {
-				if out, e := exec.Command("ip", args...).CombinedOutput(); e != nil {
-					err = fmt.Errorf("ip %v: %v: %s", args, e, out)
-					break
-				}
-			}
-			for _, fn := range setup {
-				if err == nil {
-					err = fn(tap.name)
-				}
-			}
-			if err != nil {
-				tap.Close()
-				tap = nil
+		for _, args := range [][]string{{"link", "set", tap.name, "up"}, {"addr", "add", addr, "dev", tap.name}} {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("ip %v: %v: %s", args, err, out)
 			}
 		}
-		res <- result{tap, err}
-		<-done // keep the namespace alive
-	}()
-	r := <-res
-	if r.err != nil {
-		close(done)
-		t.Skipf("cannot set up a tap in a private namespace: %v", r.err)
+		for _, fn := range setup {
+			if err := fn(tap.name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if tap != nil {
+			tap.Close()
+		}
+		ns.Close()
+		t.Skipf("cannot set up a tap in a private namespace: %v", err)
 	}
 	t.Cleanup(func() {
-		r.tap.Close()
-		close(done)
-		<-exited
+		tap.Close()
+		ns.Close()
 	})
-	return r.tap
+	return tap
 }
 
 // TestNetOverTap plays a guest on a real tap: it ARPs for the tap's

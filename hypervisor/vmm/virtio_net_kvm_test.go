@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"vsh/guest/virtiopayload"
 	"vsh/hypervisor"
+	"vsh/hypervisor/network/netns"
 )
 
 // TestKVMVirtioPayloadNet boots the virtio payload with one NIC on a tap in
@@ -42,7 +42,7 @@ func TestKVMVirtioPayloadNet(t *testing.T) {
 	cfg.NICs = []hypervisor.NIC{{MAC: guestMAC.String(), Backend: hypervisor.NICTap, TapName: tap, LinkUp: true}}
 	p := Paths{RunDir: t.TempDir(), Name: cfg.Name}
 	var pid int
-	if err := ns.do(func() (err error) {
+	if err := ns.Do(func() (err error) {
 		// The VMM inherits the namespace of the thread that forks it.
 		pid, err = Launch("", p, 7, cfg)
 		return err
@@ -53,7 +53,7 @@ func TestKVMVirtioPayloadNet(t *testing.T) {
 
 	var sock *packetSocket
 	waitFor(t, "the VMM's tap "+tap, func() bool {
-		err := ns.do(func() (err error) {
+		err := ns.Do(func() (err error) {
 			sock, err = openPacketSocket(tap, virtiopayload.EtherType)
 			return err
 		})
@@ -119,41 +119,16 @@ func TestKVMVirtioPayloadNet(t *testing.T) {
 	}
 }
 
-// netnsThread runs functions on one locked OS thread in a network
-// namespace of its own; processes forked from it inherit the namespace.
-type netnsThread struct {
-	calls chan func()
-}
-
-// privateNetns unshares a network namespace on a thread that lives until
-// the test ends, skipping the test where that is not allowed.
-func privateNetns(t testing.TB) *netnsThread {
+// privateNetns gives the test a thread in a network namespace of its own,
+// skipping the test where none can be made.
+func privateNetns(t testing.TB) *netns.Thread {
 	t.Helper()
-	ns := &netnsThread{calls: make(chan func())}
-	ready := make(chan error)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			ready <- err
-			return
-		}
-		close(ready)
-		for fn := range ns.calls {
-			fn()
-		}
-	}()
-	if err := <-ready; err != nil {
+	ns, err := netns.New()
+	if err != nil {
 		t.Skipf("cannot create a network namespace: %v", err)
 	}
-	t.Cleanup(func() { close(ns.calls) })
+	t.Cleanup(ns.Close)
 	return ns
-}
-
-// do runs fn in the namespace and returns its error.
-func (ns *netnsThread) do(fn func() error) error {
-	done := make(chan error)
-	ns.calls <- func() { done <- fn() }
-	return <-done
 }
 
 // packetSocket sends and receives raw Ethernet frames of one ethertype on
