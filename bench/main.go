@@ -14,8 +14,10 @@
 // guest memory, vs QEMU), linux (--linux only: the guest kit's kernel to
 // VSH-GUEST-READY), control (define/dumpxml/undefine of 1000 domains and
 // list --all, vs virsh's test driver), validate (vsh validate vs xmllint
-// --relaxng) and disk (the storage layer vs the host file and qemu-img
-// bench). --go runs the repository's Go benchmarks instead and writes
+// --relaxng), disk (the storage layer vs the host file and qemu-img
+// bench) and tcp (--linux only: TCP throughput between the guest kit and
+// the host both ways over virtio-net, vs QEMU TCG with the same tap setup,
+// in a private network namespace). --go runs the repository's Go benchmarks instead and writes
 // benchstat-friendly output.
 package main
 
@@ -47,6 +49,7 @@ var figures = []figure{
 	{name: "control", run: figureControl},
 	{name: "validate", run: figureValidate},
 	{name: "disk", run: figureDisk},
+	{name: "tcp", linux: true, run: figureTCP},
 }
 
 // env is what every figure shares.
@@ -61,7 +64,7 @@ type env struct {
 
 func main() {
 	runs := flag.Int("runs", 5, "runs per figure (median, min and max are reported)")
-	linux := flag.Bool("linux", false, "add figure 3: the guest kit's Linux kernel to its ready marker (minutes on nested KVM)")
+	linux := flag.Bool("linux", false, "add the figures that boot the guest kit's Linux (minutes each on nested KVM): 3, its ready marker, and 7, TCP throughput both ways")
 	only := flag.String("only", "", "comma-separated figures to run: "+figureNames())
 	out := flag.String("out", "", "also write the Markdown to this file")
 	goBench := flag.Bool("go", false, "run the repository's Go benchmarks (go test -bench) instead and write their output to --go-out")
