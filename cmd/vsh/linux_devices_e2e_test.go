@@ -19,8 +19,8 @@ import (
 // virtio-blk disk naming a dir-pool volume, a virtio-net interface on the
 // system connection's default NAT network, a balloon and an rng. The
 // guest writes a file on an ext4 volume, takes a DHCP lease from the
-// network's dnsmasq, pings the bridge and streams TCP to the host (the
-// throughput is logged, not asserted); the
+// network's dnsmasq, pings the bridge and streams TCP to the host and back
+// (the throughput is logged, not asserted); the
 // host then reads the leases, the memory stats and, with the guest shut
 // off, the file from the image.
 //
@@ -187,6 +187,62 @@ func tcpSink(t *testing.T, addr string, want int) (port int, done <-chan sinkRes
 		ch <- r
 	}()
 	return l.Addr().(*net.TCPAddr).Port, ch
+}
+
+// tcpSource connects to addr (retrying while nothing listens there yet),
+// sends want bytes, closes its sending side and waits for the peer to
+// close, reporting the bytes sent and the time from connect to the peer's
+// close, which follows its last read.
+func tcpSource(t *testing.T, addr string, want int) <-chan sinkResult {
+	t.Helper()
+	ch := make(chan sinkResult, 1)
+	go func() {
+		deadline := time.Now().Add(linuxCommandWait)
+		var c net.Conn
+		var err error
+		for {
+			c, err = net.DialTimeout("tcp", addr, 5*time.Second)
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			ch <- sinkResult{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(deadline)
+		start := time.Now()
+		var r sinkResult
+		r.n, r.err = c.Write(make([]byte, want))
+		if r.err == nil {
+			r.err = c.(*net.TCPConn).CloseWrite()
+		}
+		if r.err == nil {
+			_, r.err = io.Copy(io.Discard, c)
+		}
+		r.d = time.Since(start)
+		ch <- r
+	}()
+	return ch
+}
+
+// guestIPv4 returns the guest's address as domifaddr reports it.
+func guestIPv4(t *testing.T, env []string) string {
+	t.Helper()
+	out := mustSysVsh(t, env, "domifaddr", netdiskDomain)
+	f := strings.Fields(out)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "ipv4" {
+			ip, _, err := net.ParseCIDR(f[i+1])
+			if err == nil {
+				return ip.String()
+			}
+		}
+	}
+	t.Fatalf("domifaddr %s shows no IPv4 address:\n%s", netdiskDomain, out)
+	return ""
 }
 
 type sinkResult struct {
@@ -363,6 +419,24 @@ func netdiskInNamespace(t *testing.T, kernel, initrd, kit string) {
 			}
 		case <-time.After(e2eWait):
 			t.Errorf("TCP sink: no result %v after the guest's nc ended", e2eWait)
+		}
+	}
+	if netOK {
+		// TCP throughput host -> guest: the guest's nc listens (its stdin
+		// a FIFO held open, so it does not half-close at once) until the
+		// host closes; the host finds the guest's address with domifaddr.
+		ip := guestIPv4(t, env)
+		sent := tcpSource(t, net.JoinHostPort(ip, "5002"), netdiskStream)
+		d, netOK = guestRun(t, p, "tcp-in", "mkfifo /tmp/hold && nc -l -p 5002 0<>/tmp/hold >/dev/null")
+		select {
+		case r := <-sent:
+			if r.err != nil || r.n < netdiskStream {
+				t.Errorf("TCP source sent %d of %d bytes to %s: %v", r.n, netdiskStream, ip, r.err)
+			} else {
+				t.Logf("TCP host->guest: %d bytes in %v = %.2f MB/s (guest command %v)", r.n, r.d.Round(time.Millisecond), float64(r.n)/1e6/r.d.Seconds(), d.Round(time.Millisecond))
+			}
+		case <-time.After(e2eWait):
+			t.Errorf("TCP source: no result %v after the guest's nc ended", e2eWait)
 		}
 	}
 	if !diskOK || !netOK {
