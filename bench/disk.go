@@ -319,7 +319,7 @@ func guestDisk(e *env, dir, raw, qcow string) (map[[2]string]Result, string) {
 // it printed.
 func guestDiskRun(e *env, kernel, path, format string) (virtiopayload.BenchResult, error) {
 	cmdline := "console=ttyS0 " + virtiopayload.Cmdline(virtiopayload.ModeBench, guestDiskOps, 1)
-	g, err := defineDiskGuest(e, "vb-disk-"+format, kernel, cmdline, path, format)
+	g, err := defineVSHGuest(e, "vb-disk-"+format, kernel, "", cmdline, 64, diskDeviceXML(path, format))
 	defer g.remove()
 	if err != nil {
 		return virtiopayload.BenchResult{}, err
@@ -334,47 +334,14 @@ func guestDiskRun(e *env, kernel, path, format string) (virtiopayload.BenchResul
 	return virtiopayload.ParseBench(string(data))
 }
 
-// defineDiskGuest defines a payload domain (as defineVSHGuest does) with
-// the image as its virtio-blk disk vda, cache='none'.
-func defineDiskGuest(e *env, name, kernel, cmdline, path, format string) (vshGuest, error) {
-	home, err := os.MkdirTemp("/var/tmp", "vb-") // short: the control socket path is limited
-	if err != nil {
-		return vshGuest{}, err
-	}
-	g := vshGuest{vsh: e.vsh, home: home, name: name}
-	xml := fmt.Sprintf(`<domain type='kvm'>
-  <name>%s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <kernel>%s</kernel>
-    <cmdline>%s</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <disk type='file' device='disk'>
+// diskDeviceXML is one virtio disk on path for defineVSHGuest.
+func diskDeviceXML(path, format string) string {
+	return fmt.Sprintf(`    <disk type='file' device='disk'>
       <driver name='qemu' type='%s' cache='none'/>
       <source file='%s'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <serial type='pty'>
-      <target port='0'/>
-    </serial>
-    <console type='pty'>
-      <target type='serial' port='0'/>
-    </console>
-  </devices>
-</domain>
-`, name, kernel, cmdline, format, path)
-	file := filepath.Join(home, name+".xml")
-	if err := os.WriteFile(file, []byte(xml), 0o644); err != nil {
-		return g, err
-	}
-	onInterrupt(g.remove)
-	return g, g.run("define", file)
+`, format, path)
 }
 
 // fsType names the file system holding dir.

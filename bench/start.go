@@ -58,8 +58,9 @@ func (g vshGuest) run(args ...string) error {
 	return nil
 }
 
-// defineVSHGuest writes and defines a direct-kernel domain.
-func defineVSHGuest(e *env, name, kernel, initrd, cmdline string, memMiB int) (vshGuest, error) {
+// defineVSHGuest writes and defines a direct-kernel domain with a serial
+// console and the extra device XML in devices (indented for <devices>).
+func defineVSHGuest(e *env, name, kernel, initrd, cmdline string, memMiB int, devices string) (vshGuest, error) {
 	home, err := os.MkdirTemp("/var/tmp", "vb-") // short: the control socket path is limited
 	if err != nil {
 		return vshGuest{}, err
@@ -82,7 +83,7 @@ func defineVSHGuest(e *env, name, kernel, initrd, cmdline string, memMiB int) (v
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
-    <serial type='pty'>
+%s    <serial type='pty'>
       <target port='0'/>
     </serial>
     <console type='pty'>
@@ -90,7 +91,7 @@ func defineVSHGuest(e *env, name, kernel, initrd, cmdline string, memMiB int) (v
     </console>
   </devices>
 </domain>
-`, name, memMiB, kernel, initrdXML, cmdline)
+`, name, memMiB, kernel, initrdXML, cmdline, devices)
 	file := filepath.Join(home, name+".xml")
 	if err := os.WriteFile(file, []byte(xml), 0o644); err != nil {
 		return g, err
@@ -365,7 +366,7 @@ func figureStart(e *env) []Row {
 	if err != nil {
 		return missingRows(rows, "payload: "+err.Error())
 	}
-	g, err := defineVSHGuest(e, "bench-payload", vk, "", "h", payloadMemMiB)
+	g, err := defineVSHGuest(e, "bench-payload", vk, "", "h", payloadMemMiB, "")
 	defer g.remove()
 	if err != nil {
 		return missingRows(rows, err.Error())
@@ -515,7 +516,7 @@ func figureRSS(e *env) []Row {
 	if err != nil {
 		return missingRows(rows, "payload: "+err.Error())
 	}
-	g, err := defineVSHGuest(e, "bench-rss", vk, "", "h", payloadMemMiB)
+	g, err := defineVSHGuest(e, "bench-rss", vk, "", "h", payloadMemMiB, "")
 	defer g.remove()
 	if err != nil {
 		return missingRows(rows, err.Error())
@@ -573,7 +574,7 @@ func figureLinux(e *env) []Row {
 			return missingRows(rows, f+" missing: run guest/build.sh")
 		}
 	}
-	g, err := defineVSHGuest(e, "bench-linux", kernel, initrd, linuxCmdline, linuxMemMiB)
+	g, err := defineVSHGuest(e, "bench-linux", kernel, initrd, linuxCmdline, linuxMemMiB, "")
 	defer g.remove()
 	if err != nil {
 		return missingRows(rows, err.Error())

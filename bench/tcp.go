@@ -100,7 +100,7 @@ func figureTCP(e *env) []Row {
 	}); err != nil {
 		return missingRows(rows, "network namespace setup: "+err.Error())
 	}
-	g, err := defineTCPGuest(e, "bench-tcp", kernel, initrd, linuxCmdline+" "+tcpGuestArgs())
+	g, err := defineVSHGuest(e, "bench-tcp", kernel, initrd, linuxCmdline+" "+tcpGuestArgs(), linuxMemMiB, tcpNICXML)
 	defer g.remove()
 	if err != nil {
 		return missingRows(rows, err.Error())
@@ -297,45 +297,10 @@ func (q *qemuTCPGuest) stop() {
 	}
 }
 
-// defineTCPGuest defines the guest kit with one NIC on tcpBridge.
-func defineTCPGuest(e *env, name, kernel, initrd, cmdline string) (vshGuest, error) {
-	home, err := os.MkdirTemp("/var/tmp", "vb-") // short: the control socket path is limited
-	if err != nil {
-		return vshGuest{}, err
-	}
-	g := vshGuest{vsh: e.vsh, home: home, name: name}
-	xml := fmt.Sprintf(`<domain type='kvm'>
-  <name>%s</name>
-  <memory unit='MiB'>%d</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64'>hvm</type>
-    <kernel>%s</kernel>
-    <initrd>%s</initrd>
-    <cmdline>%s</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <interface type='bridge'>
-      <mac address='%s'/>
-      <source bridge='%s'/>
+// tcpNICXML is the guest's NIC on tcpBridge for defineVSHGuest.
+const tcpNICXML = `    <interface type='bridge'>
+      <mac address='` + tcpGuestMAC + `'/>
+      <source bridge='` + tcpBridge + `'/>
       <model type='virtio'/>
     </interface>
-    <serial type='pty'>
-      <target port='0'/>
-    </serial>
-    <console type='pty'>
-      <target type='serial' port='0'/>
-    </console>
-  </devices>
-</domain>
-`, name, linuxMemMiB, kernel, initrd, cmdline, tcpGuestMAC, tcpBridge)
-	file := filepath.Join(home, name+".xml")
-	if err := os.WriteFile(file, []byte(xml), 0o644); err != nil {
-		return g, err
-	}
-	onInterrupt(g.remove)
-	return g, g.run("define", file)
-}
+`
