@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -179,7 +179,9 @@ func (d *DeviceManager) WatchWrite(addr uint64, length uint32, value uint64, fn 
 	if !d.ioeventfd {
 		return false, nil
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	// Blocking: the watcher's thread sleeps in read(2) and runs fn as soon
+	// as the guest rings, without a trip through the runtime's poller.
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 	if err != nil {
 		return false, fmt.Errorf("ioeventfd for %#x: eventfd: %w", addr, err)
 	}
@@ -188,11 +190,11 @@ func (d *DeviceManager) WatchWrite(addr uint64, length uint32, value uint64, fn 
 		unix.Close(efd)
 		return false, fmt.Errorf("ioeventfd for %#x: %w", addr, err)
 	}
-	w := &watcher{req: req, f: os.NewFile(uintptr(efd), "ioeventfd"), done: make(chan struct{})}
+	w := &watcher{req: req, fd: efd, done: make(chan struct{})}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		w.f.Close()
+		unix.Close(efd)
 		return false, errors.New("ioeventfd: machine closed")
 	}
 	d.watchers = append(d.watchers, w)
@@ -212,29 +214,47 @@ func (d *DeviceManager) close() {
 		req := w.req
 		req.Flags |= kvm.IOEventFDFlagDeassign
 		_ = d.vm.IOEventFD(req)
-		w.f.Close()
-		<-w.done
+		w.stop()
 	}
 }
 
 // watcher turns one ioeventfd's wake-ups into calls.
 type watcher struct {
-	req  kvm.IOEventFD
-	f    *os.File
-	done chan struct{}
+	req     kvm.IOEventFD
+	fd      int
+	stopped atomic.Bool
+	done    chan struct{}
 }
 
 func (w *watcher) loop(fn func()) {
 	defer close(w.done)
 	var buf [8]byte
 	for {
-		if _, err := w.f.Read(buf[:]); err != nil {
+		_, err := unix.Read(w.fd, buf[:])
+		if w.stopped.Load() {
+			return
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
 			return
 		}
 		if binary.LittleEndian.Uint64(buf[:]) > 0 {
 			fn()
 		}
 	}
+}
+
+// stop ends the loop: closing an fd does not wake a read(2) blocked on
+// it, so stop rings the eventfd itself, waits, then closes it.
+func (w *watcher) stop() {
+	w.stopped.Store(true)
+	var one [8]byte
+	binary.LittleEndian.PutUint64(one[:], 1)
+	unix.Write(w.fd, one[:])
+	<-w.done
+	unix.Close(w.fd)
 }
 
 // irqLine is a GSI of the in-kernel irqchip driven with KVM_IRQ_LINE.
