@@ -100,10 +100,21 @@ func (w *workers) stopAll() {
 }
 
 // serveQueue calls handle each time q is notified, until stop closes or the
-// queue breaks.
+// queue breaks. While it runs, a doorbell thread may run handle itself
+// (Queue.serveNow); the two never overlap, and serveQueue returns only
+// once no inline call is in progress.
 func serveQueue(stop <-chan struct{}, q *Queue, handle func() error) {
+	q.inline.Store(&handle)
+	defer func() {
+		q.inline.Store(nil)
+		q.serving.Lock() // wait out an inline call
+		q.serving.Unlock()
+	}()
 	for {
-		if err := handle(); err != nil {
+		q.serving.Lock()
+		err := handle()
+		q.serving.Unlock()
+		if err != nil {
 			return
 		}
 		select {

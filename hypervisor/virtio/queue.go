@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -160,7 +161,13 @@ type Queue struct {
 	signalled  uint16 // usedIdx at the last interrupt (EVENT_IDX)
 	signalSeen bool   // signalled is valid
 
-	kick   chan struct{}
+	kick chan struct{}
+	// serving is held while the queue's handler runs; inline, when set,
+	// is that handler, which a doorbell thread may run itself (see
+	// serveNow) instead of waking the device goroutine.
+	serving sync.Mutex
+	inline  atomic.Pointer[func() error]
+
 	raise  func()      // raises the used-buffer interrupt
 	fail   func(error) // marks the device NEEDS_RESET
 	broken error
@@ -191,6 +198,30 @@ func (q *Queue) notify() {
 	select {
 	case q.kick <- struct{}{}:
 	default:
+	}
+}
+
+// serveNow runs the queue's handler on the calling thread when it is free,
+// saving the device goroutine's wake-up on the request path; otherwise,
+// or when the handler fails, it wakes the goroutine as notify does. Only
+// doorbell threads that may block call it: never a vCPU.
+func (q *Queue) serveNow() {
+	h := q.inline.Load()
+	if h == nil || !q.serving.TryLock() {
+		q.notify()
+		return
+	}
+	if q.inline.Load() != h {
+		// serveQueue ended between the two loads: the device stopped.
+		q.serving.Unlock()
+		return
+	}
+	err := (*h)()
+	q.serving.Unlock()
+	if err != nil {
+		// The goroutine meets the same error and ends the service.
+		q.inline.Store(nil)
+		q.notify()
 	}
 }
 

@@ -223,7 +223,7 @@ func (b *built) addVirtio(name string, dev virtio.Device) error {
 	b.closers = append(b.closers, t)
 	for q := range dev.QueueMaxSizes() {
 		q := q
-		if _, err := dm.WatchWrite(slot.Base+queueNotifyOffset, 4, uint64(q), func() { t.NotifyQueue(q) }); err != nil {
+		if _, err := dm.WatchWrite(slot.Base+queueNotifyOffset, 4, uint64(q), func() { t.ServeQueue(q) }); err != nil {
 			return fmt.Errorf("%s: queue %d doorbell: %w", name, q, err)
 		}
 	}
