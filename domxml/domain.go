@@ -21,9 +21,12 @@ type Domain struct {
 	Description string
 
 	MemoryKiB        uint64
-	CurrentMemoryKiB uint64 // equals MemoryKiB when <currentMemory> is absent
-	MaxMemoryKiB     uint64 // <maxMemory>; 0 when absent
-	MaxMemorySlots   int
+	CurrentMemoryKiB uint64 // equals MemoryKiB when <currentMemory> is absent, zero or above it
+	// currentMemoryElementKiB is <currentMemory> as written, for
+	// FillDefaults to lower.
+	currentMemoryElementKiB uint64
+	MaxMemoryKiB            uint64 // <maxMemory>; 0 when absent
+	MaxMemorySlots          int
 
 	VCPU     VCPU
 	OS       OS
@@ -343,7 +346,11 @@ func (d *Domain) load() schema.ErrorList {
 	d.MemoryKiB = l.scaled(r.SelectElement("memory"), "", "KiB", 1024)
 	d.CurrentMemoryKiB = d.MemoryKiB
 	if e := r.SelectElement("currentMemory"); e != nil {
-		d.CurrentMemoryKiB = l.scaled(e, "", "KiB", 1024)
+		d.currentMemoryElementKiB = l.scaled(e, "", "KiB", 1024)
+		// libvirt lowers a balloon target above the memory size.
+		if c := d.currentMemoryElementKiB; c > 0 && (c < d.MemoryKiB || d.MemoryKiB == 0) {
+			d.CurrentMemoryKiB = c
+		}
 	}
 	if e := r.SelectElement("maxMemory"); e != nil {
 		d.MaxMemoryKiB = l.scaled(e, "", "KiB", 1024)

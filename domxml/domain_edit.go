@@ -59,12 +59,17 @@ func NewMAC() string {
 }
 
 // FillDefaults adds what libvirt generates on define: a <uuid> when absent
-// and a <mac address='52:54:00:...'/> for each interface without one. The
-// new elements go where libvirt puts them, indented like the file; nothing
-// else changes. It reports whether the document changed.
+// and a <mac address='52:54:00:...'/> for each interface without one; and
+// it lowers a <currentMemory> above <memory> to <memory>, as libvirt does.
+// The new elements go where libvirt puts them, indented like the file;
+// nothing else changes. It reports whether the document changed.
 func (d *Domain) FillDefaults() (bool, error) {
 	r := d.src.root()
 	changed := false
+	if e := r.SelectElement("currentMemory"); e != nil && d.MemoryKiB > 0 && d.currentMemoryElementKiB > d.MemoryKiB {
+		d.setKiB("currentMemory", d.MemoryKiB)
+		changed = true
+	}
 	if r.SelectElement("uuid") == nil {
 		e := etree.NewElement("uuid")
 		e.SetText(NewUUID())

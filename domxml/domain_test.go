@@ -221,6 +221,42 @@ func TestFillDefaultsInsertsOnlyUUIDAndMAC(t *testing.T) {
 	}
 }
 
+// TestCurrentMemoryAboveMemory: like libvirt, the model never has a
+// balloon target above the memory size, and define (FillDefaults) writes
+// the lowered value back; a target at or below the size is kept.
+func TestCurrentMemoryAboveMemory(t *testing.T) {
+	for _, tc := range []struct {
+		name, cur   string
+		wantCurKiB  uint64
+		wantChanged bool
+		wantElement string
+	}{
+		{"above", "<currentMemory unit='GiB'>2</currentMemory>", 1 << 20, true, "<currentMemory unit='KiB'>1048576</currentMemory>"},
+		{"equal", "<currentMemory unit='MiB'>1024</currentMemory>", 1 << 20, false, "<currentMemory unit='MiB'>1024</currentMemory>"},
+		{"below", "<currentMemory unit='MiB'>512</currentMemory>", 512 << 10, false, "<currentMemory unit='MiB'>512</currentMemory>"},
+		{"zero", "<currentMemory>0</currentMemory>", 1 << 20, false, "<currentMemory>0</currentMemory>"},
+		{"absent", "", 1 << 20, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := "<domain type='kvm'>\n  <name>m</name>\n  <uuid>7a2c4f0e-3b1d-4c5e-9f00-1234567890ab</uuid>\n  <memory unit='GiB'>1</memory>\n  " + tc.cur + "\n  <os><type>hvm</type></os>\n</domain>\n"
+			d := mustDomain(t, "m.xml", doc)
+			if d.CurrentMemoryKiB != tc.wantCurKiB {
+				t.Errorf("CurrentMemoryKiB = %d, want %d", d.CurrentMemoryKiB, tc.wantCurKiB)
+			}
+			changed, err := d.FillDefaults()
+			if err != nil || changed != tc.wantChanged {
+				t.Fatalf("FillDefaults = %v, %v; want changed %v", changed, err, tc.wantChanged)
+			}
+			if tc.wantElement != "" && !strings.Contains(string(d.XML()), tc.wantElement) {
+				t.Errorf("document lacks %s:\n%s", tc.wantElement, d.XML())
+			}
+			if d.CurrentMemoryKiB != tc.wantCurKiB || d.MemoryKiB != 1<<20 {
+				t.Errorf("after FillDefaults: current %d, memory %d", d.CurrentMemoryKiB, d.MemoryKiB)
+			}
+		})
+	}
+}
+
 func TestFillDefaultsIndentation(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"four spaces",

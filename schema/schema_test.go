@@ -258,7 +258,7 @@ func TestWarnings(t *testing.T) {
 		t.Fatalf("libvirt accepts currentMemory above memory, got %v", errs)
 	}
 	w := d.Warnings()
-	if len(w) != 1 || w[0].Error() != "vm.xml:5:3: <currentMemory> (2097152 KiB) exceeds <memory> (1048576 KiB); libvirt lowers it to <memory>" {
+	if len(w) != 1 || w[0].Error() != "vm.xml:5:3: <currentMemory> (2097152 KiB) exceeds <memory> (1048576 KiB); define lowers it to <memory>, as libvirt does" {
 		t.Errorf("warnings = %v", w)
 	}
 }

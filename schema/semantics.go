@@ -71,7 +71,7 @@ func (v *validator) domainSemantics(root *etree.Element) {
 	if cur := root.SelectElement("currentMemory"); cur != nil {
 		c, ok := v.scaled(cur, "KiB", memLimit)
 		if ok && memOK && c > mem {
-			v.warnf(cur, "<currentMemory> (%d KiB) exceeds <memory> (%d KiB); libvirt lowers it to <memory>", c/1024, mem/1024)
+			v.warnf(cur, "<currentMemory> (%d KiB) exceeds <memory> (%d KiB); define lowers it to <memory>, as libvirt does", c/1024, mem/1024)
 		}
 	}
 	if mm := root.SelectElement("maxMemory"); mm != nil {
