@@ -315,6 +315,26 @@ func writeResponse(w io.Writer, resp Response) error {
 
 var errNotRunning = errors.New("Requested operation is not valid: domain is not running")
 
+// restartWait bounds how long a request made during a guest reboot waits
+// for the next machine.
+const restartWait = 10 * time.Second
+
+// awaitMachine returns the running machine once there is one, or nil when
+// the domain leaves the running state or timeout passes first. Only a
+// reboot's brief gap gets here, so it polls.
+func (s *server) awaitMachine(timeout time.Duration) Machine {
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		m, rec := s.machine, s.rec
+		s.mu.Unlock()
+		if m != nil || rec.Exited || rec.State != driver.StateRunning || time.Now().After(deadline) {
+			return m
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 func (s *server) handle(req Request, resp *Response) error {
 	s.mu.Lock()
 	m := s.machine
@@ -327,6 +347,12 @@ func (s *server) handle(req Request, resp *Response) error {
 	case OpDestroy:
 		s.destroy()
 		return nil
+	}
+	if m == nil && rec.State == driver.StateRunning && !rec.Exited {
+		// A guest reboot: the record still says running while the next
+		// machine is being built, as libvirt's domain stays running
+		// through a reset. Answer once it is up.
+		m = s.awaitMachine(restartWait)
 	}
 	if m == nil {
 		return errNotRunning
