@@ -67,6 +67,42 @@ type BalloonStats struct {
 	Updated                    time.Time
 }
 
+// Value returns the last reported value of the statistic tag
+// (BalloonStatSwapIn...), or 0 for a tag the device does not know.
+func (s *BalloonStats) Value(tag uint16) uint64 {
+	if p := s.field(tag); p != nil {
+		return *p
+	}
+	return 0
+}
+
+// field is where statistic tag is kept, or nil for an unknown tag.
+func (s *BalloonStats) field(tag uint16) *uint64 {
+	switch tag {
+	case BalloonStatSwapIn:
+		return &s.SwapIn
+	case BalloonStatSwapOut:
+		return &s.SwapOut
+	case BalloonStatMajorFaults:
+		return &s.MajorFaults
+	case BalloonStatMinorFaults:
+		return &s.MinorFaults
+	case BalloonStatFreeMemory:
+		return &s.FreeMemory
+	case BalloonStatTotalMemory:
+		return &s.TotalMemory
+	case BalloonStatAvailableMemory:
+		return &s.AvailableMemory
+	case BalloonStatDiskCaches:
+		return &s.DiskCaches
+	case BalloonStatHugetlbAllocations:
+		return &s.HugetlbAllocs
+	case BalloonStatHugetlbFailures:
+		return &s.HugetlbFail
+	}
+	return nil
+}
+
 // Balloon is a virtio-balloon device.
 type Balloon struct {
 	cfg BalloonConfig
@@ -359,29 +395,8 @@ func (b *Balloon) parseStats(c *Chain) {
 	for i := 0; i+balloonStatSize <= len(raw); i += balloonStatSize {
 		tag := binary.LittleEndian.Uint16(raw[i:])
 		v := binary.LittleEndian.Uint64(raw[i+2:])
-		var p *uint64
-		switch tag {
-		case BalloonStatSwapIn:
-			p = &s.SwapIn
-		case BalloonStatSwapOut:
-			p = &s.SwapOut
-		case BalloonStatMajorFaults:
-			p = &s.MajorFaults
-		case BalloonStatMinorFaults:
-			p = &s.MinorFaults
-		case BalloonStatFreeMemory:
-			p = &s.FreeMemory
-		case BalloonStatTotalMemory:
-			p = &s.TotalMemory
-		case BalloonStatAvailableMemory:
-			p = &s.AvailableMemory
-		case BalloonStatDiskCaches:
-			p = &s.DiskCaches
-		case BalloonStatHugetlbAllocations:
-			p = &s.HugetlbAllocs
-		case BalloonStatHugetlbFailures:
-			p = &s.HugetlbFail
-		default:
+		p := s.field(tag)
+		if p == nil {
 			continue // unknown tags are skipped, as the spec allows
 		}
 		*p = v

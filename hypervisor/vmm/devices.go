@@ -63,38 +63,13 @@ func BalloonMemoryStats(memoryBytes uint64, actualPages uint32, st virtio.Balloo
 	}
 	out := []driver.MemoryStat{{Tag: "actual", Value: actual}}
 	if have {
-		value := func(tag uint16) uint64 {
-			switch tag {
-			case virtio.BalloonStatSwapIn:
-				return st.SwapIn
-			case virtio.BalloonStatSwapOut:
-				return st.SwapOut
-			case virtio.BalloonStatMajorFaults:
-				return st.MajorFaults
-			case virtio.BalloonStatMinorFaults:
-				return st.MinorFaults
-			case virtio.BalloonStatFreeMemory:
-				return st.FreeMemory
-			case virtio.BalloonStatTotalMemory:
-				return st.TotalMemory
-			case virtio.BalloonStatAvailableMemory:
-				return st.AvailableMemory
-			case virtio.BalloonStatDiskCaches:
-				return st.DiskCaches
-			case virtio.BalloonStatHugetlbAllocations:
-				return st.HugetlbAllocs
-			case virtio.BalloonStatHugetlbFailures:
-				return st.HugetlbFail
-			}
-			return 0
-		}
 		for _, t := range guestStatTags {
 			if t.tag == virtio.BalloonStatDiskCaches {
 				// QEMU reports last_update between usable and disk_caches.
 				out = append(out, driver.MemoryStat{Tag: "last_update", Value: uint64(st.Updated.Unix())})
 			}
 			if st.Reported[t.tag] {
-				out = append(out, driver.MemoryStat{Tag: t.name, Value: value(t.tag) / t.divisor})
+				out = append(out, driver.MemoryStat{Tag: t.name, Value: st.Value(t.tag) / t.divisor})
 			}
 		}
 	}
