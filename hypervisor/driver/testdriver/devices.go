@@ -82,20 +82,9 @@ func (c *Conn) DomainMemoryStats(name string) ([]driver.MemoryStat, error) {
 // SetMemoryStatsPeriod records the balloon's statistics period in the
 // definitions the scope names.
 func (c *Conn) SetMemoryStatsPeriod(name string, seconds int, scope driver.ModifyScope) error {
-	unlock, err := c.lock("virDomainSetMemoryStatsPeriod")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	d, err := c.h.byName(name)
-	if err != nil {
-		return err
-	}
-	defs, err := d.defs(scope)
-	if err != nil {
-		return err
-	}
-	return setStatsPeriod(defs, seconds)
+	return c.editDomain("virDomainSetMemoryStatsPeriod", name, scope, func(_ *domain, defs []*domxml.Domain) error {
+		return setStatsPeriod(defs, seconds)
+	})
 }
 
 // setStatsPeriod sets the period in every definition, or in none when one

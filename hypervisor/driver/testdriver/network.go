@@ -97,30 +97,18 @@ func (c *Conn) parseNet(xml []byte, file string, validate bool) (*domxml.Network
 
 // DefineNetwork defines or redefines a persistent network.
 func (c *Conn) DefineNetwork(xml []byte, file string, validate bool) (driver.NetworkInfo, error) {
-	unlock, err := c.lock("virNetworkDefineXML")
-	if err != nil {
-		return driver.NetworkInfo{}, err
-	}
-	defer unlock()
-	def, err := c.parseNet(xml, file, validate)
-	if err != nil {
-		return driver.NetworkInfo{}, err
-	}
-	n, err := c.h.checkNetDup(def, false)
-	if err != nil {
-		return driver.NetworkInfo{}, err
-	}
-	if n == nil {
-		n = &network{}
-		c.h.nets = append(c.h.nets, n)
-	}
-	n.def = def
-	return netInfo(n), nil
+	return c.putNetwork("virNetworkDefineXML", xml, file, validate, false)
 }
 
 // CreateNetwork starts a transient network.
 func (c *Conn) CreateNetwork(xml []byte, file string, validate bool) (driver.NetworkInfo, error) {
-	unlock, err := c.lock("virNetworkCreateXML")
+	return c.putNetwork("virNetworkCreateXML", xml, file, validate, true)
+}
+
+// putNetwork parses a network and installs it as the persistent
+// definition, or as the running one when live is set.
+func (c *Conn) putNetwork(api string, xml []byte, file string, validate, live bool) (driver.NetworkInfo, error) {
+	unlock, err := c.lock(api)
 	if err != nil {
 		return driver.NetworkInfo{}, err
 	}
@@ -129,7 +117,7 @@ func (c *Conn) CreateNetwork(xml []byte, file string, validate bool) (driver.Net
 	if err != nil {
 		return driver.NetworkInfo{}, err
 	}
-	n, err := c.h.checkNetDup(def, true)
+	n, err := c.h.checkNetDup(def, live)
 	if err != nil {
 		return driver.NetworkInfo{}, err
 	}
@@ -137,7 +125,11 @@ func (c *Conn) CreateNetwork(xml []byte, file string, validate bool) (driver.Net
 		n = &network{}
 		c.h.nets = append(c.h.nets, n)
 	}
-	n.live = def
+	if live {
+		n.live = def
+	} else {
+		n.def = def
+	}
 	return netInfo(n), nil
 }
 

@@ -246,6 +246,26 @@ func (c *Conn) lock(api string) (func(), error) {
 	return c.h.mu.Unlock, nil
 }
 
+// editDomain runs edit, under the host lock, on the definitions of domain
+// name that scope selects; api names the call, which a read-only
+// connection refuses.
+func (c *Conn) editDomain(api, name string, scope driver.ModifyScope, edit func(d *domain, defs []*domxml.Domain) error) error {
+	unlock, err := c.lock(api)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	d, err := c.h.byName(name)
+	if err != nil {
+		return err
+	}
+	defs, err := d.defs(scope)
+	if err != nil {
+		return err
+	}
+	return edit(d, defs)
+}
+
 // ---- Host ----
 
 // URI returns test:///default.
@@ -741,20 +761,9 @@ func (c *Conn) DomainMetadata(name string, title bool, scope driver.ModifyScope)
 
 // SetDomainMetadata sets the title or description.
 func (c *Conn) SetDomainMetadata(name string, title bool, text string, scope driver.ModifyScope) error {
-	unlock, err := c.lock("virDomainSetMetadata")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	d, err := c.h.byName(name)
-	if err != nil {
-		return err
-	}
-	defs, err := d.defs(scope)
-	if err != nil {
-		return err
-	}
-	return setMetadata(defs, title, text)
+	return c.editDomain("virDomainSetMetadata", name, scope, func(_ *domain, defs []*domxml.Domain) error {
+		return setMetadata(defs, title, text)
+	})
 }
 
 func setMetadata(defs []*domxml.Domain, title bool, text string) error {
@@ -819,20 +828,9 @@ func checkName(name string) error {
 
 // SetMemory sets the current (balloon) memory.
 func (c *Conn) SetMemory(name string, kib uint64, scope driver.ModifyScope) error {
-	unlock, err := c.lock("virDomainSetMemoryFlags")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	d, err := c.h.byName(name)
-	if err != nil {
-		return err
-	}
-	defs, err := d.defs(scope)
-	if err != nil {
-		return err
-	}
-	return SetMemory(defs, kib)
+	return c.editDomain("virDomainSetMemoryFlags", name, scope, func(_ *domain, defs []*domxml.Domain) error {
+		return SetMemory(defs, kib)
+	})
 }
 
 // SetMemory applies setmem to definitions: the balloon target cannot
@@ -851,20 +849,9 @@ func SetMemory(defs []*domxml.Domain, kib uint64) error {
 
 // SetMaxMemory sets the maximum memory (<memory>) of the configuration.
 func (c *Conn) SetMaxMemory(name string, kib uint64, scope driver.ModifyScope) error {
-	unlock, err := c.lock("virDomainSetMemoryFlags")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	d, err := c.h.byName(name)
-	if err != nil {
-		return err
-	}
-	defs, err := d.defs(scope)
-	if err != nil {
-		return err
-	}
-	return SetMaxMemory(defs, kib, d.live)
+	return c.editDomain("virDomainSetMemoryFlags", name, scope, func(d *domain, defs []*domxml.Domain) error {
+		return SetMaxMemory(defs, kib, d.live)
+	})
 }
 
 // SetMaxMemory applies setmaxmem to definitions; live is the running
@@ -892,20 +879,9 @@ const maxVCPUs = 32
 
 // SetVCPUs sets the current or maximum vCPU count.
 func (c *Conn) SetVCPUs(name string, count int, maximum bool, scope driver.ModifyScope) error {
-	unlock, err := c.lock("virDomainSetVcpusFlags")
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	d, err := c.h.byName(name)
-	if err != nil {
-		return err
-	}
-	defs, err := d.defs(scope)
-	if err != nil {
-		return err
-	}
-	return SetVCPUs(defs, count, maximum, d.live, maxVCPUs)
+	return c.editDomain("virDomainSetVcpusFlags", name, scope, func(d *domain, defs []*domxml.Domain) error {
+		return SetVCPUs(defs, count, maximum, d.live, maxVCPUs)
+	})
 }
 
 // SetVCPUs applies setvcpus to definitions with libvirt's checks; live is
