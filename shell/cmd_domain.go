@@ -423,11 +423,7 @@ func cmdDomname(s *Shell, c *Call) error {
 	if err != nil {
 		return err
 	}
-	if c.Has("json") {
-		return s.printJSON(map[string]string{"name": d.Name})
-	}
-	s.printf("%s\n", d.Name)
-	return nil
+	return s.printValue(c, "name", d.Name)
 }
 
 func cmdDomuuid(s *Shell, c *Call) error {
@@ -435,11 +431,7 @@ func cmdDomuuid(s *Shell, c *Call) error {
 	if err != nil {
 		return err
 	}
-	if c.Has("json") {
-		return s.printJSON(map[string]string{"uuid": d.UUID})
-	}
-	s.printf("%s\n", d.UUID)
-	return nil
+	return s.printValue(c, "uuid", d.UUID)
 }
 
 func cmdDumpxml(s *Shell, c *Call) error {

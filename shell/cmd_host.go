@@ -76,19 +76,11 @@ func cmdHostname(s *Shell, c *Call) error {
 	if err != nil {
 		return fail(err, "failed to get hostname")
 	}
-	if c.Has("json") {
-		return s.printJSON(map[string]string{"hostname": h})
-	}
-	s.printf("%s\n", h)
-	return nil
+	return s.printValue(c, "hostname", h)
 }
 
 func cmdURI(s *Shell, c *Call) error {
-	if c.Has("json") {
-		return s.printJSON(map[string]string{"uri": s.conn.URI()})
-	}
-	s.printf("%s\n", s.conn.URI())
-	return nil
+	return s.printValue(c, "uri", s.conn.URI())
 }
 
 func cmdConnect(s *Shell, c *Call) error {

@@ -188,11 +188,7 @@ func cmdNetUUID(s *Shell, c *Call) error {
 	if err != nil {
 		return err
 	}
-	if c.Has("json") {
-		return s.printJSON(map[string]string{"uuid": n.UUID})
-	}
-	s.printf("%s\n", n.UUID)
-	return nil
+	return s.printValue(c, "uuid", n.UUID)
 }
 
 func cmdNetName(s *Shell, c *Call) error {
@@ -201,11 +197,7 @@ func cmdNetName(s *Shell, c *Call) error {
 	if err != nil {
 		return fail(err, "failed to get network '%s'", ref)
 	}
-	if c.Has("json") {
-		return s.printJSON(map[string]string{"name": n.Name})
-	}
-	s.printf("%s\n", n.Name)
-	return nil
+	return s.printValue(c, "name", n.Name)
 }
 
 func cmdNetLeases(s *Shell, c *Call) error {

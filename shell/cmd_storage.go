@@ -472,11 +472,7 @@ func cmdVolPath(s *Shell, c *Call) error {
 	if err != nil {
 		return err
 	}
-	if c.Has("json") {
-		return s.printJSON(map[string]string{"path": v.Path})
-	}
-	s.printf("%s\n", v.Path)
-	return nil
+	return s.printValue(c, "path", v.Path)
 }
 
 func cmdVolDelete(s *Shell, c *Call) error {

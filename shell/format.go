@@ -74,6 +74,15 @@ func prettyCapacity(v uint64) string {
 	return fmt.Sprintf("%.2f %s", f, units[i])
 }
 
+// printValue prints one value on a line, or {"key": value} with --json.
+func (s *Shell) printValue(c *Call, key, value string) error {
+	if c.Has("json") {
+		return s.printJSON(map[string]string{key: value})
+	}
+	s.printf("%s\n", value)
+	return nil
+}
+
 // printJSON writes v as indented JSON followed by a newline.
 func (s *Shell) printJSON(v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
