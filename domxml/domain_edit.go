@@ -66,7 +66,7 @@ func NewMAC() string {
 func (d *Domain) FillDefaults() (bool, error) {
 	r := d.src.root()
 	changed := false
-	if e := r.SelectElement("currentMemory"); e != nil && d.MemoryKiB > 0 && d.currentMemoryElementKiB > d.MemoryKiB {
+	if d.MemoryKiB > 0 && d.currentMemoryElementKiB > d.MemoryKiB {
 		d.setKiB("currentMemory", d.MemoryKiB)
 		changed = true
 	}
